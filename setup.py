@@ -1,0 +1,40 @@
+"""Installs bert_tf: BERT pretraining and fine-tuning in TensorFlow 2 / Keras 3."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="bert_tf",
+    version="0.1.0",
+    description="BERT pretraining and fine-tuning in TensorFlow 2 / Keras 3, "
+                "compatible with Google's checkpoints and flags.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["bert_tf", "bert_tf.*"]),
+    package_data={"bert_tf": ["resources/*"]},
+    py_modules=[
+        "create_pretraining_data", "run_pretraining", "run_classifier",
+        "extract_features", "learn_vocab",
+    ],
+    install_requires=[
+        # tensorflow-text is built against one TensorFlow minor version.
+        "tensorflow>=2.21,<2.22",
+        "tensorflow-text>=2.21,<2.22",
+        "tensorflow-hub>=0.16,<0.17",
+        "keras>=3.10,<4",
+        "tensorboard>=2.21,<2.22",
+        "absl-py>=2.0",
+        "numpy>=1.26",
+        "safetensors>=0.4",
+    ],
+    extras_require={
+        # Chinese whole-word masking with an automatic word segmenter.
+        "zh": ["jieba>=0.42"],
+        # Independent references used by the tests (PyTorch is installed
+        # separately as a CPU wheel; see .ci/run).
+        "test": ["pytest>=8", "transformers>=4.40", "jieba>=0.42"],
+        # Peers that the benchmarks compare against.
+        "bench": ["keras-hub>=0.20", "transformers>=4.40", "psutil"],
+    },
+)

@@ -1,0 +1,238 @@
+"""BERT's optimizers and learning-rate schedule, as Keras 3 objects.
+
+`AdamWeightDecay` is the optimizer Google pretrained and fine-tuned BERT
+with: Adam without bias correction plus decoupled weight decay, skipped for
+LayerNorm parameters and biases. `Lamb` follows the LAMB paper (You et al.,
+2019, Algorithm 2), where the weight-decay term is part of the update that the
+layer-wise trust ratio rescales. `keras.optimizers.Lamb` is not used because
+it decays weights outside that ratio.
+
+Gradient clipping is not done here: clipping needs the global norm of the
+gradient summed over all replicas, which only the trainer has.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import keras
+from keras import ops
+
+#: Name fragments of the parameters Google's BERT never decays.
+DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY = ("LayerNorm", "layer_norm", "bias")
+
+
+def _variable_path(variable) -> str:
+    """The full name used for exclusion matching ('encoder/LayerNorm/gamma')."""
+    return getattr(variable, "path", None) or variable.name
+
+
+class _DecoupledDecayOptimizer(keras.optimizers.Optimizer):
+    """Adam moments plus a weight-decay term added to the update direction.
+
+    Subclasses turn the direction into a step in `_step`. The decay is
+    decoupled from the gradient (Loshchilov & Hutter), as in Google's code:
+    `update = adam_direction + rate * param`.
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        weight_decay_rate: float = 0.0,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-6,
+        exclude_from_weight_decay: Sequence[str] | None = DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY,
+        name: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        if weight_decay_rate < 0:
+            raise ValueError(f"weight_decay_rate must be >= 0, got {weight_decay_rate}")
+        self.weight_decay_rate = weight_decay_rate
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.exclude_from_weight_decay = list(exclude_from_weight_decay or ())
+
+    def _decays(self, variable) -> bool:
+        if not self.weight_decay_rate:
+            return False
+        path = _variable_path(variable)
+        return not any(re.search(p, path) for p in self.exclude_from_weight_decay)
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._m, self._v = self.add_optimizer_variables(var_list, ["m", "v"])
+        # Decided once from the Keras variables, whose `path` carries the layer
+        # names; update_step may see the backend variable under another name.
+        self._decay_flags = [self._decays(v) for v in var_list]
+
+    def update_step(self, gradient, variable, learning_rate):
+        index = self._get_variable_index(variable)
+        dtype = variable.dtype
+        gradient = ops.cast(ops.convert_to_tensor(gradient), dtype)
+        m, v = self._m[index], self._v[index]
+        self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * gradient)
+        self.assign(v, self.beta_2 * v + (1.0 - self.beta_2) * ops.square(gradient))
+        direction = self._adam_direction(m, v)
+        if self._decay_flags[index]:
+            direction = direction + ops.cast(self.weight_decay_rate, dtype) * variable
+        step = self._step(direction, variable, index)
+        self.assign_sub(variable, ops.cast(learning_rate, dtype) * step)
+
+    def _adam_direction(self, m, v):
+        raise NotImplementedError
+
+    def _step(self, direction, variable, index):
+        raise NotImplementedError
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            weight_decay_rate=self.weight_decay_rate,
+            beta_1=self.beta_1,
+            beta_2=self.beta_2,
+            epsilon=self.epsilon,
+            exclude_from_weight_decay=list(self.exclude_from_weight_decay),
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class AdamWeightDecay(_DecoupledDecayOptimizer):
+    """Google BERT's optimizer: Adam without bias correction, decoupled decay.
+
+    Per step: m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
+    param -= lr * (m / (sqrt(v) + eps) + rate * param), with the decay term
+    dropped for parameters whose path matches `exclude_from_weight_decay`.
+
+    >>> opt = AdamWeightDecay(learning_rate=1e-4, weight_decay_rate=0.01)
+    """
+
+    def __init__(self, learning_rate=0.001, weight_decay_rate=0.0, name="AdamWeightDecay", **kwargs):
+        super().__init__(learning_rate, weight_decay_rate, name=name, **kwargs)
+
+    def _adam_direction(self, m, v):
+        return m / (ops.sqrt(v) + self.epsilon)
+
+    def _step(self, direction, variable, index):
+        return direction
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class Lamb(_DecoupledDecayOptimizer):
+    """LAMB (You et al., 2019): bias-corrected Adam direction plus decay,
+    rescaled per parameter by the trust ratio ||param|| / ||direction||.
+
+    The ratio is 1 when either norm is zero and for parameters matching
+    `exclude_from_layer_adaptation` (by default the weight-decay exclusions).
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        weight_decay_rate=0.0,
+        exclude_from_layer_adaptation: Sequence[str] | None = None,
+        name="Lamb",
+        **kwargs,
+    ):
+        super().__init__(learning_rate, weight_decay_rate, name=name, **kwargs)
+        if exclude_from_layer_adaptation is None:
+            exclude_from_layer_adaptation = self.exclude_from_weight_decay
+        self.exclude_from_layer_adaptation = list(exclude_from_layer_adaptation)
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._adapt_flags = [
+            not any(re.search(p, _variable_path(v)) for p in self.exclude_from_layer_adaptation)
+            for v in var_list
+        ]
+
+    def _adam_direction(self, m, v):
+        t = ops.cast(self.iterations + 1, m.dtype)
+        m_hat = m / (1.0 - ops.power(ops.cast(self.beta_1, m.dtype), t))
+        v_hat = v / (1.0 - ops.power(ops.cast(self.beta_2, m.dtype), t))
+        return m_hat / (ops.sqrt(v_hat) + self.epsilon)
+
+    def _step(self, direction, variable, index):
+        if not self._adapt_flags[index]:
+            return direction
+        w_norm = ops.sqrt(ops.sum(ops.square(variable)))
+        d_norm = ops.sqrt(ops.sum(ops.square(direction)))
+        both_positive = ops.logical_and(w_norm > 0, d_norm > 0)
+        ratio = ops.where(both_positive, w_norm / ops.where(both_positive, d_norm, 1.0), 1.0)
+        return ratio * direction
+
+    def get_config(self):
+        config = super().get_config()
+        config["exclude_from_layer_adaptation"] = list(self.exclude_from_layer_adaptation)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class LinearWarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Google BERT's schedule: linear warm-up, then linear decay to zero.
+
+    lr(step) = init_lr * step / num_warmup_steps           if step < num_warmup_steps
+             = init_lr * (1 - min(step, num_train_steps) / num_train_steps)  otherwise.
+
+    The decay is measured from step 0, not from the end of warm-up, exactly as
+    in Google's `create_optimizer`, so the curve has a kink at the hand-over.
+    `step` is the number of updates already applied (the first update uses 0).
+    """
+
+    def __init__(self, initial_learning_rate: float, num_train_steps: int, num_warmup_steps: int = 0, power: float = 1.0):
+        if num_train_steps <= 0:
+            raise ValueError(f"num_train_steps must be positive, got {num_train_steps}")
+        if num_warmup_steps < 0:
+            raise ValueError(f"num_warmup_steps must be >= 0, got {num_warmup_steps}")
+        self.initial_learning_rate = initial_learning_rate
+        self.num_train_steps = num_train_steps
+        self.num_warmup_steps = num_warmup_steps
+        self.power = power
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        init_lr = ops.cast(self.initial_learning_rate, "float32")
+        progress = ops.minimum(step, float(self.num_train_steps)) / float(self.num_train_steps)
+        decayed = init_lr * ops.power(1.0 - progress, self.power)
+        if not self.num_warmup_steps:
+            return decayed
+        warmup = init_lr * step / float(self.num_warmup_steps)
+        return ops.where(step < float(self.num_warmup_steps), warmup, decayed)
+
+    def get_config(self):
+        return dict(
+            initial_learning_rate=self.initial_learning_rate,
+            num_train_steps=self.num_train_steps,
+            num_warmup_steps=self.num_warmup_steps,
+            power=self.power,
+        )
+
+
+OPTIMIZERS = {"adamw": AdamWeightDecay, "lamb": Lamb}
+
+
+def create_optimizer(
+    name: str,
+    learning_rate: float,
+    num_train_steps: int,
+    num_warmup_steps: int = 0,
+    weight_decay_rate: float = 0.01,
+    **kwargs,
+) -> keras.optimizers.Optimizer:
+    """Builds `name` ('adamw' or 'lamb') on BERT's warm-up/decay schedule.
+
+    >>> opt = create_optimizer("adamw", 2e-5, num_train_steps=1000, num_warmup_steps=100)
+    """
+    key = name.lower()
+    if key not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
+    schedule = LinearWarmupPolynomialDecay(learning_rate, num_train_steps, num_warmup_steps)
+    return OPTIMIZERS[key](learning_rate=schedule, weight_decay_rate=weight_decay_rate, **kwargs)

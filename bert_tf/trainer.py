@@ -1,0 +1,419 @@
+"""The one training loop behind pretraining and fine-tuning.
+
+A `Task` supplies the model and its losses; `Trainer` runs it under any
+tf.distribute strategy with gradient accumulation, global-norm clipping,
+mixed precision, checkpoint/resume and TensorBoard summaries.
+
+Losses are normalised exactly: each term is (its sum over the global batch) /
+(its count over the global batch), where "global" spans all replicas, all
+workers and all accumulated micro-batches. So 2 replicas of batch b, or k
+micro-batches of b, take the same step as one device with batch 2b or k*b.
+
+Resuming: the dataset returned by `dataset_fn` must be deterministic (fixed
+shuffle seeds). After restoring step s the trainer skips the s * k *
+replicas-per-pipeline batches each input pipeline had already produced, which
+is exact and needs no iterator state in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from typing import Callable, Mapping, Protocol
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from bert_tf import optimization
+
+DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
+_SUM = tf.distribute.ReduceOp.SUM
+_POLICIES = {None: "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+    model_dir: str
+    num_train_steps: int
+    learning_rate: float = 5e-5
+    num_warmup_steps: int = 0
+    optimizer: str = "adamw"  # adamw | lamb
+    weight_decay_rate: float = 0.01
+    clip_norm: float | None = 1.0  # None or 0: no clipping
+    gradient_accumulation_steps: int = 1
+    steps_per_loop: int = 100  # Google's iterations_per_loop: steps per tf.function call
+    save_checkpoints_steps: int = 1000
+    keep_checkpoint_max: int = 5
+    log_steps: int = 100
+    use_xla: bool = False
+    mixed_precision: str | None = None  # None | "bf16" | "fp16" (dynamic loss scaling)
+    seed: int = 12345
+
+    def __post_init__(self):
+        for name in ("num_train_steps", "gradient_accumulation_steps", "steps_per_loop",
+                     "save_checkpoints_steps", "log_steps", "keep_checkpoint_max"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainerConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.mixed_precision not in _POLICIES:
+            raise ValueError(f"TrainerConfig.mixed_precision must be one of "
+                             f"{list(_POLICIES)}, got {self.mixed_precision!r}")
+
+
+@dataclasses.dataclass
+class TaskOutputs:
+    """What a task computes on one (per-replica) batch.
+
+    losses: summed (weighted) loss of each term, e.g. {"masked_lm": sum of
+      weight * nll}; the trainer divides by the global `loss_counts`.
+    metrics: (numerator, denominator) pairs, e.g. {"accuracy": (correct, n)},
+      so they add up exactly over replicas and batches.
+    predictions: per-example outputs (leading batch axis) for `predict`.
+    """
+
+    losses: Mapping[str, tf.Tensor]
+    metrics: Mapping[str, tuple[tf.Tensor, tf.Tensor]] = dataclasses.field(default_factory=dict)
+    predictions: Mapping[str, tf.Tensor] = dataclasses.field(default_factory=dict)
+
+
+class Task(Protocol):
+    """What pretraining or a fine-tuning task plugs into the trainer."""
+
+    def build_model(self) -> keras.Model:
+        """Returns the model with its variables created (built)."""
+
+    def initialize(self, model: keras.Model) -> None:
+        """Prepares a fresh model, e.g. loads an init checkpoint; not called on resume."""
+
+    def loss_counts(self, batch) -> Mapping[str, tf.Tensor]:
+        """The denominator of each loss term in `batch` (e.g. sum of masked_lm_weights).
+
+        Must not depend on the model: the trainer totals the counts over all
+        replicas and micro-batches before it takes any gradient.
+        """
+
+    def forward(self, model: keras.Model, batch, training: bool) -> TaskOutputs:
+        """Runs the model on `batch`."""
+
+
+class Trainer:
+    """Trains, evaluates and predicts with a Task under a strategy.
+
+    >>> trainer = Trainer(task, TrainerConfig(model_dir="/tmp/run", num_train_steps=1000))
+    >>> trainer.train(train_dataset_fn)
+    >>> trainer.evaluate(eval_dataset_fn)
+    """
+
+    def __init__(self, task: Task, config: TrainerConfig, strategy: tf.distribute.Strategy | None = None):
+        self.task = task
+        self.config = config
+        self.strategy = strategy or tf.distribute.get_strategy()
+        # The policy must be in place before any layer is built.
+        keras.mixed_precision.set_global_policy(_POLICIES[config.mixed_precision])
+        keras.utils.set_random_seed(config.seed)
+        with self.strategy.scope():
+            self.model = task.build_model()
+            if not self.model.built or not self.model.trainable_variables:
+                raise ValueError("Task.build_model() must return a built model with trainable variables")
+            self.optimizer = optimization.create_optimizer(
+                config.optimizer, config.learning_rate, config.num_train_steps,
+                config.num_warmup_steps, config.weight_decay_rate)
+            if config.mixed_precision == "fp16":
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
+            self.optimizer.build(self.model.trainable_variables)
+            # Counts every step taken, including fp16 steps skipped for
+            # overflow; optimizer.iterations counts applied updates only.
+            self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
+                                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
+                                              global_step=self.global_step)
+        self._manager = tf.train.CheckpointManager(
+            self.checkpoint, self._checkpoint_dir(), max_to_keep=config.keep_checkpoint_max,
+            step_counter=self.global_step)
+        self._writers = {}
+        self._train_loop = None
+
+    # ----- distribution bookkeeping -----
+
+    def _is_chief(self) -> bool:
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        if resolver is None or not resolver.task_type:
+            return True
+        if resolver.task_type == "chief":
+            return True
+        has_chief = "chief" in resolver.cluster_spec().as_dict()
+        return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+    def _checkpoint_dir(self) -> str:
+        # Every worker must take part in a save; only the chief keeps its files.
+        if self._is_chief():
+            return self.config.model_dir
+        return os.path.join(self.config.model_dir, f".worker_{self.strategy.cluster_resolver.task_id}")
+
+    def _writer(self, name: str):
+        if name not in self._writers:
+            if self._is_chief():
+                self._writers[name] = tf.summary.create_file_writer(os.path.join(self.config.model_dir, name))
+            else:
+                self._writers[name] = tf.summary.create_noop_writer()
+        return self._writers[name]
+
+    # ----- checkpoints -----
+
+    def restore_latest(self) -> bool:
+        """Restores the newest checkpoint in model_dir; False when there is none."""
+        path = tf.train.latest_checkpoint(self.config.model_dir)
+        if path is None:
+            return False
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+        logging.info("Restored %s (step %d)", path, int(self.global_step.numpy()))
+        return True
+
+    def _save(self) -> None:
+        self._manager.save(checkpoint_number=self.global_step)
+        if not self._is_chief():
+            shutil.rmtree(self._checkpoint_dir(), ignore_errors=True)
+
+    # ----- training -----
+
+    def _micro_step(self, batch, counts):
+        """Gradient of this replica's share of the global loss on one micro-batch."""
+        with tf.GradientTape() as tape:
+            outputs = self.task.forward(self.model, batch, training=True)
+            terms = {name: tf.math.divide_no_nan(tf.cast(total, tf.float32), counts[name])
+                     for name, total in outputs.losses.items()}
+            loss = tf.add_n(list(terms.values()))
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                loss = self.optimizer.scale_loss(loss)
+        variables = self.model.trainable_variables
+        grads = tape.gradient(loss, variables)
+        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, variables)]
+        metrics = {name: (tf.cast(num, tf.float32), tf.cast(den, tf.float32))
+                   for name, (num, den) in outputs.metrics.items()}
+        return grads, {"terms": terms, "metrics": metrics, "examples": _batch_size(batch)}
+
+    def _replica_update(self, micro_batches):
+        """One optimizer update from k micro-batches; returns global statistics."""
+        context = tf.distribute.get_replica_context()
+        counts = _add_all([_as_float(self.task.loss_counts(b)) for b in micro_batches])
+        counts = context.all_reduce(_SUM, counts)
+        micro_step = tf.function(self._micro_step, jit_compile=True) if self.config.use_xla else self._micro_step
+        if len(micro_batches) == 1:
+            grads, stats = micro_step(micro_batches[0], counts)
+        else:
+            grads, stats = self._accumulate(micro_step, micro_batches, counts)
+        grads, stats = context.all_reduce(_SUM, (grads, stats))
+        stats["grad_norm"], grads = self._clip(grads)
+        stats["learning_rate"] = tf.cast(self.optimizer.learning_rate, tf.float32)
+        # Keras' TF optimizer sums gradients over replicas again inside apply();
+        # every replica holds the global gradient, so hand it 1/n of it.
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas > 1:
+            grads = [g / replicas for g in grads]
+        self.optimizer.apply(grads, self.model.trainable_variables)
+        self.global_step.assign_add(1)
+        return stats
+
+    def _accumulate(self, micro_step, micro_batches, counts):
+        """Sums gradients and statistics over micro-batches in a graph loop,
+        so the model is traced once whatever the number of micro-batches."""
+        branches = [lambda b=b: b for b in micro_batches]
+        grads, stats = micro_step(micro_batches[0], counts)
+        for i in tf.range(1, len(micro_batches)):
+            batch = tf.switch_case(i, branches)
+            more_grads, more_stats = micro_step(batch, counts)
+            grads = [g + h for g, h in zip(grads, more_grads)]
+            stats = tf.nest.map_structure(tf.add, stats, more_stats)
+        return grads, stats
+
+    def _clip(self, grads):
+        norm = tf.linalg.global_norm(grads)
+        scale = 1.0
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            scale = tf.cast(self.optimizer.dynamic_scale, tf.float32)
+        if self.config.clip_norm:
+            # Clipping scaled gradients at clip_norm * scale equals clipping
+            # the unscaled ones at clip_norm; an overflow leaves them
+            # non-finite, so the loss-scale optimizer still skips the step.
+            grads, _ = tf.clip_by_global_norm(grads, self.config.clip_norm * scale, use_norm=norm)
+        return norm / scale, grads
+
+    def _build_train_loop(self):
+        k = self.config.gradient_accumulation_steps
+
+        @tf.function
+        def one_step(iterator):
+            micro_batches = tuple(next(iterator) for _ in range(k))
+            stats = self.strategy.run(self._replica_update, args=(micro_batches,))
+            # Statistics were all-reduced, so any replica's copy is the global value.
+            return tf.nest.map_structure(lambda v: self.strategy.experimental_local_results(v)[0], stats)
+
+        @tf.function
+        def train_loop(iterator, num_steps):
+            totals = one_step(iterator)
+            for _ in tf.range(num_steps - 1):
+                totals = tf.nest.map_structure(tf.add, totals, one_step(iterator))
+            return totals
+
+        return train_loop
+
+    def _skipping_dataset_fn(self, dataset_fn: DatasetFn, start_step: int) -> DatasetFn:
+        per_pipeline = self.strategy.num_replicas_in_sync // max(1, self._num_input_pipelines())
+        consumed = start_step * self.config.gradient_accumulation_steps * per_pipeline
+
+        def fn(context):
+            dataset = dataset_fn(context).repeat()
+            return dataset.skip(consumed) if consumed else dataset
+
+        return fn
+
+    def _num_input_pipelines(self) -> int:
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        if resolver is None or not resolver.task_type:
+            return 1
+        return sum(len(v) for k, v in resolver.cluster_spec().as_dict().items() if k in ("chief", "worker"))
+
+    def train(self, dataset_fn: DatasetFn) -> dict[str, float]:
+        """Trains to num_train_steps, resuming from model_dir's latest checkpoint.
+
+        dataset_fn(input_context) returns per-replica batches; it is repeated
+        indefinitely. Returns the statistics of the last logged window.
+        """
+        config = self.config
+        if not self.restore_latest():
+            self.task.initialize(self.model)
+        step = int(self.global_step.numpy())
+        if step >= config.num_train_steps:
+            logging.info("Already trained to step %d", step)
+            return {}
+        dataset = self.strategy.distribute_datasets_from_function(self._skipping_dataset_fn(dataset_fn, step))
+        iterator = iter(dataset)
+        self._train_loop = self._train_loop or self._build_train_loop()
+        window, window_steps, window_start = None, 0, time.time()
+        run_start, run_start_step, logged = time.time(), step, {}
+        while step < config.num_train_steps:
+            num_steps = min(config.steps_per_loop, config.num_train_steps - step,
+                            _to_next(step, config.save_checkpoints_steps), _to_next(step, config.log_steps))
+            totals = self._train_loop(iterator, tf.constant(num_steps))
+            totals = tf.nest.map_structure(lambda t: np.float64(t.numpy()), totals)
+            window = totals if window is None else tf.nest.map_structure(np.add, window, totals)
+            window_steps += num_steps
+            step += num_steps
+            done = step == config.num_train_steps
+            if step % config.log_steps == 0 or done:
+                logged = _summarise(window, window_steps, time.time() - window_start)
+                self._log_train(step, logged, run_start, run_start_step)
+                window, window_steps, window_start = None, 0, time.time()
+            if step % config.save_checkpoints_steps == 0 or done:
+                self._save()
+        self._writer("train").flush()
+        return logged
+
+    def _log_train(self, step, logged, run_start, run_start_step):
+        with self._writer("train").as_default(step=step):
+            for name, value in logged.items():
+                tf.summary.scalar(name, value)
+        rate = (step - run_start_step) / max(time.time() - run_start, 1e-9)
+        eta = (self.config.num_train_steps - step) / max(rate, 1e-9)
+        logging.info("step %d/%d  loss %.4f  lr %.3g  grad_norm %.3g  %.1f examples/s  ETA %s",
+                     step, self.config.num_train_steps, logged["loss"], logged["learning_rate"],
+                     logged["grad_norm"], logged["examples_per_second"], _format_seconds(eta))
+
+    # ----- evaluation and prediction -----
+
+    def _replica_eval(self, batch):
+        outputs = self.task.forward(self.model, batch, training=False)
+        sums = {name: tf.cast(v, tf.float64) for name, v in outputs.losses.items()}
+        counts = {name: tf.cast(v, tf.float64) for name, v in self.task.loss_counts(batch).items()}
+        metrics = {name: (tf.cast(n, tf.float64), tf.cast(d, tf.float64))
+                   for name, (n, d) in outputs.metrics.items()}
+        return tf.distribute.get_replica_context().all_reduce(_SUM, (sums, counts, metrics))
+
+    def evaluate(self, dataset_fn: DatasetFn, max_steps: int | None = None) -> dict[str, float]:
+        """Exact metrics over the whole (finite) dataset, or its first max_steps steps.
+
+        Each loss term is its total over the data divided by its total count;
+        'loss' is their sum; each metric is numerator total / denominator total.
+        """
+        dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
+        step_fn = tf.function(lambda b: self.strategy.run(self._replica_eval, args=(b,)), reduce_retracing=True)
+        totals = None
+        for i, batch in enumerate(dataset):
+            if max_steps is not None and i >= max_steps:
+                break
+            result = step_fn(batch)
+            result = tf.nest.map_structure(lambda v: self.strategy.experimental_local_results(v)[0].numpy(), result)
+            totals = result if totals is None else tf.nest.map_structure(np.add, totals, result)
+        if totals is None:
+            raise ValueError("evaluate: dataset_fn produced no batches")
+        sums, counts, metrics = totals
+        results = {name: float(sums[name] / counts[name]) if counts[name] else 0.0 for name in sums}
+        results["loss"] = float(sum(results.values()))
+        results.update({name: float(n / d) if d else 0.0 for name, (n, d) in metrics.items()})
+        with self._writer("eval").as_default(step=int(self.global_step.numpy())):
+            for name, value in results.items():
+                tf.summary.scalar(name, value)
+        self._writer("eval").flush()
+        return results
+
+    def predict(self, dataset_fn: DatasetFn) -> dict[str, np.ndarray]:
+        """TaskOutputs.predictions over the whole dataset, from all replicas.
+
+        On one worker the rows come back in input order (replica i of a step
+        holds the i-th batch that step consumed). Across workers the rows of
+        each step are concatenated in replica order.
+        """
+        dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
+
+        def replica_predict(batch):
+            return dict(self.task.forward(self.model, batch, training=False).predictions)
+
+        @tf.function(reduce_retracing=True)
+        def step_fn(batch):
+            outputs = self.strategy.run(replica_predict, args=(batch,))
+            return tf.nest.map_structure(lambda v: self.strategy.gather(v, axis=0), outputs)
+
+        chunks: dict[str, list[np.ndarray]] = {}
+        for batch in dataset:
+            for name, value in step_fn(batch).items():
+                chunks.setdefault(name, []).append(value.numpy())
+        return {name: np.concatenate(parts, axis=0) for name, parts in chunks.items()}
+
+
+def _batch_size(batch) -> tf.Tensor:
+    first = tf.nest.flatten(batch)[0]
+    return tf.cast(tf.shape(first)[0], tf.float32)
+
+
+def _as_float(counts: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    return {name: tf.cast(tf.stop_gradient(c), tf.float32) for name, c in counts.items()}
+
+
+def _add_all(dicts):
+    total = dict(dicts[0])
+    for d in dicts[1:]:
+        total = {name: total[name] + d[name] for name in total}
+    return total
+
+
+def _to_next(step: int, every: int) -> int:
+    return every - step % every
+
+
+def _summarise(window, num_steps: int, seconds: float) -> dict[str, float]:
+    """Turns summed per-step statistics into the values logged for a window."""
+    logged = {f"loss/{name}": float(v / num_steps) for name, v in window["terms"].items()}
+    logged["loss"] = float(sum(window["terms"].values()) / num_steps)
+    logged.update({f"metrics/{name}": float(n / d) if d else 0.0 for name, (n, d) in window["metrics"].items()})
+    logged["learning_rate"] = float(window["learning_rate"] / num_steps)
+    logged["grad_norm"] = float(window["grad_norm"] / num_steps)
+    logged["examples_per_second"] = float(window["examples"] / max(seconds, 1e-9))
+    return logged
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

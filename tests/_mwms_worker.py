@@ -1,0 +1,96 @@
+"""A toy task for the trainer tests, and the entry point of their subprocesses.
+
+Run as a script it trains the toy task and saves the final weights:
+  python tests/_mwms_worker.py OUT.npz MODEL_DIR STRATEGY GLOBAL_BATCH NUM_STEPS [SLEEP_S]
+STRATEGY is one_device or multi_worker_mirrored (the latter reads TF_CONFIG).
+SLEEP_S slows every step down so a test can kill the run mid-way.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+NUM_FEATURES, NUM_CLASSES, NUM_EXAMPLES = 5, 3, 96
+
+
+def toy_data(num_examples=NUM_EXAMPLES, seed=0):
+    """Features, labels and per-example loss weights (the weights make counts uneven)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(num_examples, NUM_FEATURES)).astype("float32")
+    y = np.argmax(x @ rng.normal(size=(NUM_FEATURES, NUM_CLASSES)), axis=1).astype("int32")
+    w = rng.uniform(0.0, 2.0, size=num_examples).astype("float32")
+    w[rng.random(num_examples) < 0.2] = 0.0
+    return {"x": x, "y": y, "w": w, "index": np.arange(num_examples, dtype="int32")}
+
+
+def dataset_fn_for(global_batch, data=None, shuffle=False):
+    """Per-replica batches whose union per step is the global batch."""
+    data = toy_data() if data is None else data
+
+    def dataset_fn(context):
+        batch = context.get_per_replica_batch_size(global_batch)
+        dataset = tf.data.Dataset.from_tensor_slices(data)
+        if shuffle:
+            dataset = dataset.shuffle(len(data["x"]), seed=7)
+        dataset = dataset.batch(batch)
+        return dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
+
+    return dataset_fn
+
+
+class ToyTask:
+    """Weighted softmax classification with a two-layer MLP, dropout off."""
+
+    def __init__(self, dropout=0.0, sleep_s=0.0):
+        self.dropout = dropout
+        self.sleep_s = sleep_s
+
+    def build_model(self):
+        inputs = keras.Input((NUM_FEATURES,), name="x")
+        hidden = keras.layers.Dense(16, activation="tanh", name="hidden")(inputs)
+        hidden = keras.layers.Dropout(self.dropout)(hidden)
+        hidden = keras.layers.LayerNormalization(name="LayerNorm")(hidden)
+        logits = keras.layers.Dense(NUM_CLASSES, name="logits")(hidden)
+        return keras.Model(inputs, logits)
+
+    def initialize(self, model):
+        pass
+
+    def loss_counts(self, batch):
+        return {"xent": tf.reduce_sum(batch["w"])}
+
+    def forward(self, model, batch, training):
+        from bert_tf.trainer import TaskOutputs
+
+        if self.sleep_s:
+            tf.py_function(lambda: __import__("time").sleep(self.sleep_s), [], [])
+        logits = tf.cast(model(batch["x"], training=training), tf.float32)
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(batch["y"], logits)
+        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), batch["y"]), tf.float32)
+        return TaskOutputs(
+            losses={"xent": tf.reduce_sum(batch["w"] * nll)},
+            metrics={"accuracy": (tf.reduce_sum(correct), tf.cast(tf.size(correct), tf.float32))},
+            predictions={"logits": logits, "index": batch["index"]},
+        )
+
+
+def main(out_path, model_dir, strategy_name, global_batch, num_steps, sleep_s=0.0):
+    from bert_tf import distribution, trainer
+
+    strategy = distribution.get_strategy(strategy_name)
+    config = trainer.TrainerConfig(model_dir=model_dir, num_train_steps=num_steps, learning_rate=0.05,
+                                   num_warmup_steps=2, steps_per_loop=1, save_checkpoints_steps=2,
+                                   log_steps=2, seed=3)
+    run = trainer.Trainer(ToyTask(sleep_s=sleep_s), config, strategy)
+    run.train(dataset_fn_for(global_batch, shuffle=True))
+    np.savez(out_path, *[v.numpy() for v in run.model.trainable_variables])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]),
+         float(sys.argv[6]) if len(sys.argv) > 6 else 0.0)

@@ -113,6 +113,14 @@ class DataProcessor:
         """Width of the classifier head (1 for regression)."""
         return 1 if self.is_regression else len(self.get_labels())
 
+    @classmethod
+    def _read_tsv(cls, input_file, quotechar=None) -> list[list[str]]:
+        """Google's helper, kept so processors written for its run_classifier
+        port unchanged."""
+        quoting = csv.QUOTE_NONE if quotechar is None else csv.QUOTE_MINIMAL
+        with open(input_file, encoding="utf-8-sig", newline="") as file:
+            return list(csv.reader(file, delimiter="\t", quotechar=quotechar, quoting=quoting))
+
     # Hooks for subclasses -------------------------------------------------
 
     def _columns(self, set_type: str) -> _Columns:
@@ -207,9 +215,10 @@ class DataProcessor:
                 yield reader.line_num, None, f"expected {width} columns, found {len(row)}"
                 continue
             fields = {role: row[i] for role, i in index.items() if -width <= i < width}
-            if "text_a" not in fields or ("label" in index and "label" not in fields
-                                          and not columns.label_optional):
-                yield reader.line_num, None, f"no column {index.get('text_a')} in this row"
+            absent = [i for role, i in index.items() if role not in fields
+                      and not (role == "label" and columns.label_optional)]
+            if absent:
+                yield reader.line_num, None, f"no column {absent[0]} in a row of {width}"
                 continue
             yield reader.line_num, row, fields
 

@@ -489,3 +489,21 @@ def test_glue_submission_format(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["CoLA.tsv", "MNLI-m.tsv", "STS-B.tsv"]
     with pytest.raises(ValueError, match="class ids in"):
         cd.write_glue_submission(tmp_path, "sst-2", [2], ["0", "1"])
+
+
+def test_headerless_column_out_of_range_names_the_line(tmp_path):
+    _write(tmp_path / "train.tsv", "pos\tgood\n")
+    processor = cd.GenericProcessor(text_a_column=2, label_column=0, has_header=False)
+    with pytest.raises(cd.DataError, match=r"train\.tsv:1: no column 2 in a row of 2"):
+        processor.get_train_examples(tmp_path)
+
+
+def test_processors_written_for_googles_script_still_work():
+    class OwnMrpc(cd.DataProcessor):
+        def get_dev_examples(self, data_dir):
+            lines = self._read_tsv(Path(data_dir) / "dev.tsv")
+            return [cd.InputExample(f"dev-{i}", line[3], line[4], line[0])
+                    for i, line in enumerate(lines[1:])]
+
+    own = OwnMrpc().get_dev_examples(GLUE / "MRPC")
+    assert own == cd.MrpcProcessor().get_dev_examples(GLUE / "MRPC")

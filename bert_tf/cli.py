@@ -1,0 +1,110 @@
+"""Flag groups and start-up glue shared by the root scripts.
+
+Each script defines only the flags that are its own; the groups below keep
+Google's names and meanings (`init_checkpoint`, `bert_config_file`, the TPU
+flags...) identical across scripts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags
+
+DEFAULT_MODEL = "minilm-l6-h384-uncased"
+
+
+def define_model_flags(default_init_checkpoint: str | None = DEFAULT_MODEL) -> None:
+    flags.DEFINE_string(
+        "bert_config_file", None,
+        "bert_config.json of the pre-trained model. Optional when "
+        "--init_checkpoint is a folder or known name that carries one.")
+    flags.DEFINE_string(
+        "init_checkpoint", default_init_checkpoint,
+        "Initial weights: a Google or TF2 checkpoint prefix, a Google release "
+        "folder, a Hugging Face folder, or a known model name ("
+        f"{DEFAULT_MODEL}).")
+    flags.DEFINE_string(
+        "vocab_file", None,
+        "WordPiece vocabulary. Optional when --init_checkpoint carries vocab.txt.")
+    flags.DEFINE_bool(
+        "do_lower_case", True,
+        "Lower-case and strip accents. Uncased models want True, cased False; "
+        "when not given, the model's own setting wins if it has one.")
+    flags.DEFINE_integer(
+        "max_seq_length", 128,
+        "Maximum total input length in WordPiece tokens, [CLS]/[SEP] included.")
+
+
+def define_tpu_flags() -> None:
+    """Google's TPU flags; `--use_tpu` selects the TPU distribution strategy."""
+    flags.DEFINE_bool("use_tpu", False, "Run on a TPU (same as --distribution_strategy=tpu).")
+    flags.DEFINE_string("tpu_name", None, "Cloud TPU name or grpc:// address.")
+    flags.DEFINE_string("tpu_zone", None, "GCE zone of the Cloud TPU.")
+    flags.DEFINE_string("gcp_project", None, "GCP project of the Cloud TPU.")
+    flags.DEFINE_string("master", None, "TensorFlow master URL (TPU address).")
+    flags.DEFINE_integer("num_tpu_cores", 8, "TPU cores to use with --use_tpu.")
+
+
+def define_training_flags() -> None:
+    """Flags beyond Google's that both training scripts share."""
+    flags.DEFINE_enum(
+        "distribution_strategy", "one_device",
+        ["one_device", "mirrored", "multi_worker_mirrored", "tpu"],
+        "tf.distribute strategy. multi_worker_mirrored reads TF_CONFIG.")
+    flags.DEFINE_integer("num_gpus", None, "GPUs for the mirrored strategy (default: all).")
+    flags.DEFINE_bool("use_xla", False, "Compile the training step with XLA.")
+    flags.DEFINE_enum("mixed_precision", None, ["bf16", "fp16"],
+                      "Mixed precision; fp16 uses dynamic loss scaling.")
+    flags.DEFINE_integer("gradient_accumulation_steps", 1,
+                         "Micro-batches accumulated per optimizer update.")
+    flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"],
+                      "adamw: Google's AdamWeightDecay; lamb: layer-wise adaptive.")
+    flags.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints to keep in output_dir.")
+    flags.DEFINE_integer("log_steps", 100, "Steps between logged/summarised metrics.")
+
+
+def pretrained_from_flags(FLAGS):
+    """Resolves the model flags into a `pretrained.Pretrained`.
+
+    `--do_lower_case` given explicitly always wins; otherwise the model's own
+    setting (if it carries one) wins over the flag's default.
+    """
+    from bert_tf import pretrained
+
+    lower = FLAGS.do_lower_case if FLAGS["do_lower_case"].present else None
+    source = pretrained.resolve(FLAGS.init_checkpoint, FLAGS.bert_config_file,
+                                FLAGS.vocab_file, lower)
+    if source.do_lower_case is None:
+        source.do_lower_case = FLAGS.do_lower_case
+    if not source.vocab_file:
+        raise ValueError("No vocabulary: pass --vocab_file, or an --init_checkpoint "
+                         "folder that holds vocab.txt")
+    if FLAGS.max_seq_length > source.config.max_position_embeddings:
+        raise ValueError(
+            f"--max_seq_length {FLAGS.max_seq_length} exceeds the model's "
+            f"max_position_embeddings {source.config.max_position_embeddings}")
+    return source
+
+
+def run(main) -> None:
+    """`absl.app.run(main)`, but expected failures print one clear line.
+
+    Errors that describe bad input (a missing file, a malformed config, a
+    checkpoint that does not fit) end the program with their message rather
+    than a traceback; set BERT_TF_TRACEBACK=1 to see the traceback anyway.
+    """
+    from absl import app
+
+    def guarded(argv):
+        try:
+            return main(argv)
+        except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
+            if os.environ.get("BERT_TF_TRACEBACK"):
+                raise
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    app.run(guarded)

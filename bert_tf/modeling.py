@@ -1,0 +1,468 @@
+"""The BERT encoder, its pretraining heads and a classifier, in Keras 3.
+
+The layers are laid out so that every weight has exactly the shape Google's
+TF1 checkpoints store (dense kernels `[in, out]`, the NSP and classifier
+weights `[labels, hidden]`), which keeps checkpoint interop a renaming
+exercise. `checkpoint_map()` on each model is the one table from Google's
+variable names to our variables; Hugging Face names derive from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+class ConfigError(ValueError):
+    """A `bert_config.json` (or the dict behind it) is malformed."""
+
+
+def _gelu_tanh(x):
+    # Google's BERT uses the tanh approximation and calls it "gelu".
+    return keras.activations.gelu(x, approximate=True)
+
+
+def _gelu_erf(x):
+    return keras.activations.gelu(x, approximate=False)
+
+
+# Names as they appear in bert_config.json. "gelu" keeps Google's meaning
+# (tanh approximation); Hugging Face's erf-based "gelu" is "gelu_exact" here
+# (the Hugging Face config reader translates it).
+ACTIVATIONS = {
+    "gelu": _gelu_tanh,
+    "gelu_new": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "gelu_exact": _gelu_erf,
+    "relu": keras.activations.relu,
+    "tanh": keras.activations.tanh,
+    "swish": keras.activations.silu,
+    "silu": keras.activations.silu,
+}
+
+
+@dataclasses.dataclass
+class BertConfig:
+    """Hyper-parameters of a BERT encoder, as in Google's `bert_config.json`."""
+
+    vocab_size: int
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 16
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+
+    def __post_init__(self):
+        source = "BertConfig"
+        for field in ("vocab_size", "hidden_size", "num_hidden_layers",
+                      "num_attention_heads", "intermediate_size",
+                      "max_position_embeddings", "type_vocab_size"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(
+                    f"{source}: '{field}' must be a positive integer, got {value!r}")
+        for field in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            value = getattr(self, field)
+            if not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ConfigError(
+                    f"{source}: '{field}' must be a number in [0, 1), got {value!r}")
+        for field in ("initializer_range", "layer_norm_eps"):
+            value = getattr(self, field)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(
+                    f"{source}: '{field}' must be a positive number, got {value!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                f"{source}: hidden_size {self.hidden_size} is not a multiple of "
+                f"num_attention_heads {self.num_attention_heads}")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ConfigError(
+                f"{source}: unknown hidden_act {self.hidden_act!r}; "
+                f"known: {', '.join(sorted(ACTIVATIONS))}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "BertConfig":
+        """Builds a config, ignoring extra keys (released configs carry some)."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: expected a JSON object, got {type(values).__name__}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        if "vocab_size" not in values:
+            raise ConfigError(f"{source}: missing required key 'vocab_size'")
+        known = {k: v for k, v in values.items() if k in fields}
+        try:
+            return cls(**known)
+        except ConfigError as e:
+            raise ConfigError(str(e).replace("BertConfig:", f"{source}:", 1)) from None
+
+    @classmethod
+    def from_json_file(cls, path: str) -> "BertConfig":
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"BERT config file not found: {path}") from None
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+        return cls.from_dict(values, source=path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def to_json_file(self, path: str) -> None:
+        write_text_atomic(path, self.to_json_string())
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Writes `text` so that readers see the old file or the new, never half."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _initializer(config: BertConfig):
+    return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
+
+
+def _dense(config: BertConfig, units: int, name: str, activation=None):
+    return keras.layers.Dense(units, activation=activation, name=name,
+                              kernel_initializer=_initializer(config))
+
+
+def _layer_norm(config: BertConfig, name: str = "LayerNorm"):
+    return keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name=name)
+
+
+class Embeddings(keras.layers.Layer):
+    """Word + position + segment embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: BertConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        init = _initializer(config)
+        h = config.hidden_size
+        self.word_embeddings = self.add_weight(
+            name="word_embeddings", shape=(config.vocab_size, h), initializer=init)
+        self.token_type_embeddings = self.add_weight(
+            name="token_type_embeddings", shape=(config.type_vocab_size, h), initializer=init)
+        self.position_embeddings = self.add_weight(
+            name="position_embeddings", shape=(config.max_position_embeddings, h),
+            initializer=init)
+        self.layer_norm = _layer_norm(config)
+        self.layer_norm.build((None, None, h))
+        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob)
+
+    def call(self, word_ids, type_ids, training=False):
+        seq_length = tf.shape(word_ids)[1]
+        tf.debugging.assert_less_equal(
+            seq_length, self.config.max_position_embeddings,
+            message="sequence longer than max_position_embeddings")
+        x = tf.gather(self.word_embeddings, word_ids)
+        x += tf.gather(self.token_type_embeddings, type_ids)
+        x += self.position_embeddings[tf.newaxis, :seq_length]
+        return self.dropout(self.layer_norm(x), training=training)
+
+
+class SelfAttention(keras.layers.Layer):
+    """Multi-head self-attention with its output projection and residual norm."""
+
+    def __init__(self, config: BertConfig, **kwargs):
+        super().__init__(**kwargs)
+        h = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.head_size = h // self.num_heads
+        self.query = _dense(config, h, "query")
+        self.key = _dense(config, h, "key")
+        self.value = _dense(config, h, "value")
+        self.output_dense = _dense(config, h, "output_dense")
+        self.output_norm = _layer_norm(config, "output_LayerNorm")
+        for layer in (self.query, self.key, self.value, self.output_dense):
+            layer.build((None, None, h))
+        self.output_norm.build((None, None, h))
+        self.probs_dropout = keras.layers.Dropout(config.attention_probs_dropout_prob)
+        self.output_dropout = keras.layers.Dropout(config.hidden_dropout_prob)
+
+    def _split_heads(self, x):
+        batch, length = tf.shape(x)[0], tf.shape(x)[1]
+        return tf.reshape(x, [batch, length, self.num_heads, self.head_size])
+
+    def call(self, x, attention_bias, training=False):
+        q = self._split_heads(self.query(x))
+        k = self._split_heads(self.key(x))
+        v = self._split_heads(self.value(x))
+        scores = tf.einsum("bqnd,bknd->bnqk", q, k) * (1.0 / math.sqrt(self.head_size))
+        # Softmax in float32 even under mixed precision.
+        scores = tf.cast(scores, tf.float32) + attention_bias
+        probs = tf.cast(tf.nn.softmax(scores, axis=-1), x.dtype)
+        probs = self.probs_dropout(probs, training=training)
+        context = tf.einsum("bnqk,bknd->bqnd", probs, v)
+        context = tf.reshape(context, tf.shape(x))
+        out = self.output_dropout(self.output_dense(context), training=training)
+        return self.output_norm(out + x)
+
+
+class TransformerLayer(keras.layers.Layer):
+    """One post-norm Transformer block: attention, then the feed-forward net."""
+
+    def __init__(self, config: BertConfig, **kwargs):
+        super().__init__(**kwargs)
+        h = config.hidden_size
+        self.attention = SelfAttention(config, name="attention")
+        self.intermediate = _dense(config, config.intermediate_size, "intermediate",
+                                   activation=ACTIVATIONS[config.hidden_act])
+        self.output_dense = _dense(config, h, "output_dense")
+        self.output_norm = _layer_norm(config, "output_LayerNorm")
+        self.intermediate.build((None, None, h))
+        self.output_dense.build((None, None, config.intermediate_size))
+        self.output_norm.build((None, None, h))
+        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob)
+
+    def call(self, x, attention_bias, training=False):
+        attended = self.attention(x, attention_bias, training=training)
+        out = self.output_dense(self.intermediate(attended))
+        out = self.dropout(out, training=training)
+        return self.output_norm(out + attended)
+
+
+class BertEncoder(keras.Model):
+    """The BERT Transformer encoder.
+
+    Called with a dict of int32 `[batch, seq]` tensors `input_word_ids`,
+    `input_mask` (1 for real tokens) and `input_type_ids`; returns a dict with
+    `sequence_output` `[batch, seq, hidden]`, `pooled_output` `[batch, hidden]`
+    (tanh dense layer over the first token), `encoder_outputs` (every layer's
+    output, first to last) and `embedding_output`.
+
+    >>> encoder = BertEncoder(BertConfig(vocab_size=100, hidden_size=32,
+    ...     num_hidden_layers=2, num_attention_heads=4, intermediate_size=64))
+    >>> ids = tf.constant([[101, 7, 102, 0]])
+    >>> out = encoder({"input_word_ids": ids, "input_mask": tf.sign(ids),
+    ...                "input_type_ids": tf.zeros_like(ids)})
+    >>> out["pooled_output"].shape
+    TensorShape([1, 32])
+    """
+
+    def __init__(self, config: BertConfig, name: str = "bert", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.config = config
+        self.embeddings = Embeddings(config, name="embeddings")
+        # One attribute per layer: TF2 object checkpoints do not see layers
+        # kept in a Python list of a Keras 3 model.
+        for i in range(config.num_hidden_layers):
+            setattr(self, f"layer_{i}", TransformerLayer(config, name=f"layer_{i}"))
+        self.pooler = _dense(config, config.hidden_size, "pooler", activation="tanh")
+        self.pooler.build((None, config.hidden_size))
+
+    @property
+    def transformer_layers(self) -> list[TransformerLayer]:
+        return [getattr(self, f"layer_{i}") for i in range(self.config.num_hidden_layers)]
+
+    def call(self, inputs, training=False):
+        word_ids = tf.cast(inputs["input_word_ids"], tf.int32)
+        mask = inputs.get("input_mask")
+        mask = tf.ones_like(word_ids) if mask is None else tf.cast(mask, tf.int32)
+        type_ids = inputs.get("input_type_ids")
+        type_ids = tf.zeros_like(word_ids) if type_ids is None else tf.cast(type_ids, tf.int32)
+
+        # Padding keys get a large negative score, as in Google's code.
+        attention_bias = (1.0 - tf.cast(mask, tf.float32)[:, tf.newaxis, tf.newaxis, :]) * -10000.0
+        x = self.embeddings(word_ids, type_ids, training=training)
+        embedding_output = x
+        encoder_outputs = []
+        for layer in self.transformer_layers:
+            x = layer(x, attention_bias, training=training)
+            encoder_outputs.append(x)
+        pooled = self.pooler(x[:, 0, :])
+        return {
+            "sequence_output": x,
+            "pooled_output": pooled,
+            "encoder_outputs": encoder_outputs,
+            "embedding_output": embedding_output,
+        }
+
+    def get_config(self):
+        return {"config": self.config.to_dict(), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(BertConfig.from_dict(config["config"]), name=config.get("name", "bert"))
+
+    def checkpoint_map(self) -> dict[str, keras.Variable]:
+        """Google TF1 checkpoint name -> variable, for every encoder weight."""
+        e = self.embeddings
+        table = {
+            "bert/embeddings/word_embeddings": e.word_embeddings,
+            "bert/embeddings/token_type_embeddings": e.token_type_embeddings,
+            "bert/embeddings/position_embeddings": e.position_embeddings,
+            "bert/embeddings/LayerNorm/gamma": e.layer_norm.gamma,
+            "bert/embeddings/LayerNorm/beta": e.layer_norm.beta,
+        }
+        for i, layer in enumerate(self.transformer_layers):
+            a = layer.attention
+            prefix = f"bert/encoder/layer_{i}/"
+            parts = {
+                "attention/self/query": a.query,
+                "attention/self/key": a.key,
+                "attention/self/value": a.value,
+                "attention/output/dense": a.output_dense,
+                "intermediate/dense": layer.intermediate,
+                "output/dense": layer.output_dense,
+            }
+            for google_name, dense in parts.items():
+                table[prefix + google_name + "/kernel"] = dense.kernel
+                table[prefix + google_name + "/bias"] = dense.bias
+            for google_name, norm in (("attention/output/LayerNorm", a.output_norm),
+                                      ("output/LayerNorm", layer.output_norm)):
+                table[prefix + google_name + "/gamma"] = norm.gamma
+                table[prefix + google_name + "/beta"] = norm.beta
+        table["bert/pooler/dense/kernel"] = self.pooler.kernel
+        table["bert/pooler/dense/bias"] = self.pooler.bias
+        return table
+
+
+class MaskedLMHead(keras.layers.Layer):
+    """Predicts the tokens at masked positions.
+
+    A dense transform and LayerNorm, then a decoder that reuses the word
+    embedding matrix (tied weights) plus a per-token output bias. Only the
+    masked positions are transformed, which is most of the head's cost saved.
+    """
+
+    def __init__(self, config: BertConfig, word_embeddings, **kwargs):
+        super().__init__(**kwargs)
+        self.word_embeddings = word_embeddings
+        self.transform = _dense(config, config.hidden_size, "transform",
+                                activation=ACTIVATIONS[config.hidden_act])
+        self.transform.build((None, config.hidden_size))
+        self.transform_norm = _layer_norm(config, "transform_LayerNorm")
+        self.transform_norm.build((None, config.hidden_size))
+        self.output_bias = self.add_weight(
+            name="output_bias", shape=(config.vocab_size,), initializer="zeros")
+
+    def call(self, sequence_output, positions):
+        x = tf.gather(sequence_output, tf.cast(positions, tf.int32), batch_dims=1)
+        x = self.transform_norm(self.transform(x))
+        embeddings = tf.cast(self.word_embeddings, x.dtype)
+        logits = tf.matmul(x, embeddings, transpose_b=True)
+        return logits + tf.cast(self.output_bias, x.dtype)
+
+
+class WeightsTimesInput(keras.layers.Layer):
+    """`x @ W^T + b` with W stored `[units, hidden]`, as Google's heads store it."""
+
+    def __init__(self, units: int, hidden_size: int, initializer_range: float, **kwargs):
+        super().__init__(**kwargs)
+        self.output_weights = self.add_weight(
+            name="output_weights", shape=(units, hidden_size),
+            initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
+        self.output_bias = self.add_weight(
+            name="output_bias", shape=(units,), initializer="zeros")
+
+    def call(self, x):
+        return (tf.matmul(x, tf.cast(self.output_weights, x.dtype), transpose_b=True)
+                + tf.cast(self.output_bias, x.dtype))
+
+
+class BertPretrainer(keras.Model):
+    """The encoder with the masked-LM and next-sentence-prediction heads.
+
+    Called with the encoder inputs plus `masked_lm_positions` `[batch, P]`;
+    returns `masked_lm_logits` `[batch, P, vocab]` and `next_sentence_logits`
+    `[batch, 2]` (label 0: B follows A; 1: B is random), in float32.
+    """
+
+    def __init__(self, config: BertConfig, name: str = "pretrainer", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.config = config
+        self.encoder = BertEncoder(config)
+        self.masked_lm = MaskedLMHead(
+            config, self.encoder.embeddings.word_embeddings, name="masked_lm")
+        self.next_sentence = WeightsTimesInput(
+            2, config.hidden_size, config.initializer_range, name="next_sentence")
+
+    def call(self, inputs, training=False):
+        outputs = dict(self.encoder(inputs, training=training))
+        mlm = self.masked_lm(outputs["sequence_output"], inputs["masked_lm_positions"])
+        nsp = self.next_sentence(outputs["pooled_output"])
+        outputs["masked_lm_logits"] = tf.cast(mlm, tf.float32)
+        outputs["next_sentence_logits"] = tf.cast(nsp, tf.float32)
+        return outputs
+
+    def checkpoint_map(self) -> dict[str, keras.Variable]:
+        table = self.encoder.checkpoint_map()
+        head = self.masked_lm
+        table.update({
+            "cls/predictions/transform/dense/kernel": head.transform.kernel,
+            "cls/predictions/transform/dense/bias": head.transform.bias,
+            "cls/predictions/transform/LayerNorm/gamma": head.transform_norm.gamma,
+            "cls/predictions/transform/LayerNorm/beta": head.transform_norm.beta,
+            "cls/predictions/output_bias": head.output_bias,
+            "cls/seq_relationship/output_weights": self.next_sentence.output_weights,
+            "cls/seq_relationship/output_bias": self.next_sentence.output_bias,
+        })
+        return table
+
+
+class BertClassifier(keras.Model):
+    """Encoder + dropout + a linear layer on the pooled output.
+
+    The output layer is named and shaped like Google's `run_classifier.py`
+    (`output_weights [num_labels, hidden]`, `output_bias`), so fine-tuned
+    Google checkpoints restore. `num_labels=1` gives a regression head.
+    """
+
+    def __init__(self, encoder: keras.Model, num_labels: int, dropout_rate: float = 0.1,
+                 name: str = "classifier", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.encoder = encoder
+        self.num_labels = num_labels
+        hidden = encoder.config.hidden_size
+        init_range = encoder.config.initializer_range
+        self.dropout = keras.layers.Dropout(dropout_rate)
+        self.head = WeightsTimesInput(num_labels, hidden, init_range, name="output")
+
+    def call(self, inputs, training=False):
+        pooled = self.encoder(inputs, training=training)["pooled_output"]
+        logits = self.head(self.dropout(pooled, training=training))
+        return tf.cast(logits, tf.float32)
+
+    def checkpoint_map(self) -> dict[str, keras.Variable]:
+        table = self.encoder.checkpoint_map()
+        table["output_weights"] = self.head.output_weights
+        table["output_bias"] = self.head.output_bias
+        return table
+
+
+def dummy_inputs(batch_size: int = 1, seq_length: int = 8) -> dict[str, tf.Tensor]:
+    """All-[PAD] inputs, enough to trace a model once."""
+    zeros = tf.zeros([batch_size, seq_length], tf.int32)
+    return {"input_word_ids": zeros, "input_mask": tf.ones_like(zeros),
+            "input_type_ids": zeros}

@@ -1,0 +1,41 @@
+"""Writes per-token activations of BERT layers for each input line (JSON lines).
+
+Google's flags and output format. An input line `a ||| b` is a sentence pair.
+
+    python extract_features.py --input_file=data/sample_text.txt \
+        --output_file=/tmp/features.jsonl --init_checkpoint=minilm-l6-h384-uncased
+"""
+
+from absl import flags, logging
+
+from bert_tf import cli
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("input_file", "data/sample_text.txt", "Text, one sentence (or `a ||| b` pair) per line.")
+flags.DEFINE_string("output_file", "features.jsonl", "Where to write the JSON lines.")
+flags.DEFINE_string("layers", "-1,-2,-3,-4", "Encoder layers to output (negative counts from the top).")
+flags.DEFINE_integer("batch_size", 32, "Batch size for predictions.")
+flags.DEFINE_bool("use_one_hot_embeddings", False, "Accepted for compatibility; has no effect.")
+cli.define_model_flags()
+cli.define_tpu_flags()
+
+
+def main(_):
+    layers = [int(x) for x in FLAGS.layers.split(",")]
+    source = cli.pretrained_from_flags(FLAGS)
+
+    from bert_tf import feature_extraction, modeling, tokenization
+
+    tokenizer = tokenization.FullTokenizer(source.vocab_file, source.do_lower_case)
+    encoder = modeling.BertEncoder(source.config)
+    source.restore(encoder)
+    count = feature_extraction.extract(
+        encoder, tokenizer, FLAGS.input_file, FLAGS.output_file, layers,
+        FLAGS.max_seq_length, FLAGS.batch_size)
+    logging.info("Wrote features of %d lines to %s", count, FLAGS.output_file)
+    print(f"Wrote features of {count} lines to {FLAGS.output_file}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

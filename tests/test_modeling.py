@@ -1,0 +1,178 @@
+"""The Keras encoder and heads against Hugging Face's PyTorch BERT, an
+independent implementation, with real and random weights."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_tf import checkpoints, modeling
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+
+def _sst2_sentences(shared_data, count):
+    lines = (shared_data / "glue/SST-2/dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    return [line.split("\t")[0].strip() for line in lines[:count]]
+
+
+@pytest.fixture(scope="module")
+def minilm(minilm_dir):
+    hf_dir = minilm_dir / "huggingface"
+    reference = transformers.BertModel.from_pretrained(str(hf_dir)).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(hf_dir))
+    config = modeling.BertConfig.from_json_file(str(minilm_dir / "bert_config.json"))
+    encoder = modeling.BertEncoder(config)
+    checkpoints.load_google_checkpoint(encoder, str(minilm_dir / "bert_model.ckpt"))
+    return encoder, reference, tokenizer
+
+
+def _compare(encoder, reference, batch):
+    with torch.no_grad():
+        expected = reference(**{k: torch.tensor(v) for k, v in batch.items()},
+                             output_hidden_states=True)
+    ours = encoder({"input_word_ids": batch["input_ids"], "input_mask": batch["attention_mask"],
+                    "input_type_ids": batch["token_type_ids"]})
+    real = batch["attention_mask"].astype(bool)
+    diffs = {"pooled_output": np.abs(expected.pooler_output.numpy()
+                                     - ours["pooled_output"].numpy()).max(),
+             "embedding_output": np.abs(expected.hidden_states[0].numpy()
+                                        - ours["embedding_output"].numpy())[real].max()}
+    for i, layer in enumerate(ours["encoder_outputs"]):
+        diffs[f"layer_{i}"] = np.abs(expected.hidden_states[i + 1].numpy() - layer.numpy())[real].max()
+    diffs["sequence_output"] = np.abs(expected.last_hidden_state.numpy()
+                                      - ours["sequence_output"].numpy())[real].max()
+    return diffs
+
+
+def test_minilm_matches_hugging_face_on_real_sentences(minilm, shared_data):
+    encoder, reference, tokenizer = minilm
+    sentences = _sst2_sentences(shared_data, 64)
+    for start in range(0, 64, 16):  # padded batches of mixed lengths
+        batch = dict(tokenizer(sentences[start:start + 16], padding=True, return_tensors="np"))
+        assert batch["attention_mask"].min() == 0  # the batch really is padded
+        diffs = _compare(encoder, reference, batch)
+        assert max(diffs.values()) < 1e-4, diffs
+
+
+def test_minilm_matches_hugging_face_on_sentence_pairs(minilm, shared_data):
+    encoder, reference, tokenizer = minilm
+    sentences = _sst2_sentences(shared_data, 128)[64:]
+    first, second = sentences[:32], sentences[32:]
+    for start in range(0, 32, 16):
+        batch = dict(tokenizer(first[start:start + 16], second[start:start + 16],
+                               padding=True, return_tensors="np"))
+        assert batch["token_type_ids"].max() == 1
+        diffs = _compare(encoder, reference, batch)
+        assert max(diffs.values()) < 1e-4, diffs
+
+
+def _tiny_hf_config(**overrides):
+    values = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=37, max_position_embeddings=64, type_vocab_size=2,
+                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    values.update(overrides)
+    return transformers.BertConfig(**values)
+
+
+def _random_inputs(rng, batch=3, length=11, vocab=99):
+    ids = rng.integers(1, vocab, size=(batch, length)).astype(np.int64)
+    mask = np.ones_like(ids)
+    mask[0, 7:] = 0
+    ids[0, 7:] = 0
+    types = np.zeros_like(ids)
+    types[1, 5:] = 1
+    return ids, mask, types
+
+
+def test_pretraining_heads_match_hugging_face(tmp_path):
+    torch.manual_seed(0)
+    reference = transformers.BertForPreTraining(_tiny_hf_config()).eval()
+    reference.save_pretrained(tmp_path)
+    config = checkpoints.read_hf_config(str(tmp_path))
+    model = modeling.BertPretrainer(config)
+    report = checkpoints.load_hf_weights(model, str(tmp_path), required=("bert/", "cls/"))
+    assert not report.missing
+
+    ids, mask, types = _random_inputs(np.random.default_rng(1))
+    positions = np.array([[1, 3, 6], [2, 4, 10], [0, 5, 9]])
+    with torch.no_grad():
+        expected = reference(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+                             token_type_ids=torch.tensor(types))
+    ours = model({"input_word_ids": ids, "input_mask": mask, "input_type_ids": types,
+                  "masked_lm_positions": positions})
+    expected_mlm = np.take_along_axis(expected.prediction_logits.numpy(),
+                                      positions[:, :, None], axis=1)
+    np.testing.assert_allclose(ours["masked_lm_logits"], expected_mlm, atol=1e-4)
+    np.testing.assert_allclose(ours["next_sentence_logits"],
+                               expected.seq_relationship_logits.numpy(), atol=1e-5)
+
+
+def test_classifier_matches_hugging_face(tmp_path):
+    torch.manual_seed(0)
+    reference = transformers.BertForSequenceClassification(
+        _tiny_hf_config(num_labels=3)).eval()
+    reference.save_pretrained(tmp_path)
+    model = modeling.BertClassifier(
+        modeling.BertEncoder(checkpoints.read_hf_config(str(tmp_path))), num_labels=3)
+    report = checkpoints.load_hf_weights(model, str(tmp_path), required=("bert/", "output_"))
+    assert not report.missing
+    ids, mask, types = _random_inputs(np.random.default_rng(2))
+    with torch.no_grad():
+        expected = reference(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+                             token_type_ids=torch.tensor(types)).logits.numpy()
+    ours = model({"input_word_ids": ids, "input_mask": mask, "input_type_ids": types})
+    np.testing.assert_allclose(ours, expected, atol=1e-5)
+
+
+def test_gelu_is_googles_tanh_approximation():
+    x = np.linspace(-6, 6, 101).astype(np.float32)
+    expected = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    np.testing.assert_allclose(modeling.ACTIVATIONS["gelu"](tf.constant(x)), expected, atol=1e-6)
+    exact = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x])
+    np.testing.assert_allclose(modeling.ACTIVATIONS["gelu_exact"](tf.constant(x)), exact, atol=1e-6)
+
+
+GOOGLE_BASE_CONFIG = {  # bert-base-chinese's released bert_config.json, extra keys included
+    "attention_probs_dropout_prob": 0.1, "directionality": "bidi", "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1, "hidden_size": 768, "initializer_range": 0.02,
+    "intermediate_size": 3072, "max_position_embeddings": 512, "num_attention_heads": 12,
+    "num_hidden_layers": 12, "pooler_fc_size": 768, "pooler_num_attention_heads": 12,
+    "pooler_num_fc_layers": 3, "pooler_size_per_head": 128, "pooler_type": "first_token_transform",
+    "type_vocab_size": 2, "vocab_size": 21128}
+
+
+def test_config_reads_released_config_and_round_trips(tmp_path):
+    path = tmp_path / "bert_config.json"
+    path.write_text(json.dumps(GOOGLE_BASE_CONFIG))
+    config = modeling.BertConfig.from_json_file(str(path))
+    assert (config.vocab_size, config.hidden_size, config.type_vocab_size) == (21128, 768, 2)
+    config.to_json_file(str(tmp_path / "out.json"))
+    again = modeling.BertConfig.from_json_file(str(tmp_path / "out.json"))
+    assert again == config
+
+
+@pytest.mark.parametrize("content, culprit", [
+    ("{not json", "not valid JSON"),
+    ('{"hidden_size": 768}', "vocab_size"),
+    ('{"vocab_size": 100, "hidden_size": 100, "num_attention_heads": 12}', "num_attention_heads"),
+    ('{"vocab_size": 100, "num_hidden_layers": -2}', "num_hidden_layers"),
+    ('{"vocab_size": "many"}', "vocab_size"),
+    ('{"vocab_size": 100, "hidden_act": "gleu"}', "hidden_act"),
+    ('{"vocab_size": 100, "hidden_dropout_prob": 1.5}', "hidden_dropout_prob"),
+    ("[1, 2]", "JSON object"),
+])
+def test_malformed_config_is_rejected_naming_file_and_key(tmp_path, content, culprit):
+    path = tmp_path / "bert_config.json"
+    path.write_text(content)
+    with pytest.raises(modeling.ConfigError) as error:
+        modeling.BertConfig.from_json_file(str(path))
+    assert str(path) in str(error.value) and culprit in str(error.value)
+
+
+def test_missing_config_file_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.json"):
+        modeling.BertConfig.from_json_file(str(tmp_path / "nowhere.json"))

@@ -1,0 +1,227 @@
+"""BERT tokenization and input packing as TensorFlow ops.
+
+`GraphTokenizer` gives the ids of `bert_tf.tokenization.FullTokenizer`
+(Google's tokenizer) inside a graph: in `tf.data.Dataset.map`, in a
+`tf.function`, and in an exported SavedModel. It runs Google's basic
+tokenization as regex rewrites and hands the resulting words to
+tensorflow-text's `FastWordpieceTokenizer`.
+
+Why not `tf_text.BertTokenizer`/`FastBertTokenizer` with lower-casing on?
+Their case folding is ICU's NFKC_Casefold, which is not Google's
+`str.lower()` + NFD: it rewrites `…` to `...`, drops `´`, folds the final
+`ς` to `σ` and maps full-width forms (`，`, `１`, `Ａ`) to ASCII. Here the
+character classes (control, whitespace, punctuation, non-spacing marks) are
+generated from Python's `unicodedata`, the very tables FullTokenizer uses,
+and lower-casing is `tf.strings.lower(encoding="utf-8")`, which applies the
+full Unicode lower-case mapping including the Final_Sigma rule, like Python.
+
+Where the two can still disagree:
+  * characters whose lower-case mapping or canonical decomposition changed
+    between Python's Unicode version (`unicodedata.unidata_version`) and
+    the ICU version inside TensorFlow: only code points assigned in recent
+    Unicode versions; none occur in the English, Chinese or GLUE data;
+  * invalid UTF-8: FullTokenizer raises, the graph ops do not validate.
+Everything else (controls, zero-width and unassigned code points, emoji,
+combining marks, CJK extension blocks, full-width forms, words over 200
+characters) gives the same ids.
+
+    >>> tokenizer = GraphTokenizer("vocab.txt", do_lower_case=True)  # doctest: +SKIP
+    >>> ids = tokenizer.tokenize(tf.constant(["Hello world!"]))       # doctest: +SKIP
+    >>> tokenizer.pack([ids], seq_length=16)["input_word_ids"]        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import unicodedata
+
+import tensorflow as tf
+import tensorflow_text as tf_text  # also registers the ops SavedModels need
+
+from bert_tf import tokenization
+
+# FastWordpieceTokenizer limits words in bytes, Google in characters: allow
+# every 200-character word through and replace longer ones by a word that
+# exceeds the byte limit, which the tokenizer maps to [UNK].
+_MAX_WORD_BYTES = 4 * tokenization.MAX_INPUT_CHARS_PER_WORD
+_TOO_LONG_WORD = "x" * (_MAX_WORD_BYTES + 1)
+
+
+def _regex_class(predicate) -> str:
+    """An RE2 character class of all code points satisfying `predicate`."""
+    ranges, start = [], None
+    for cp in range(sys.maxunicode + 2):
+        inside = (cp <= sys.maxunicode and not 0xD800 <= cp <= 0xDFFF
+                  and predicate(cp))
+        if inside and start is None:
+            start = cp
+        elif not inside and start is not None:
+            ranges.append((start, cp - 1))
+            start = None
+    return _ranges_to_class(ranges)
+
+
+def _ranges_to_class(ranges) -> str:
+    parts = (f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}"
+             for a, b in ranges)
+    return "[" + "".join(parts) + "]"
+
+
+@functools.cache
+def _character_classes() -> dict[str, str]:
+    """Google's character classes from Python's Unicode tables, built once."""
+    categories = [unicodedata.category(chr(cp)) for cp in range(sys.maxunicode + 1)]
+
+    def dropped(cp):
+        return (cp == 0 or cp == 0xFFFD
+                or (categories[cp][0] == "C" and chr(cp) not in "\t\n\r"))
+
+    def separator(cp):
+        # Zl/Zp survive Google's cleaning but str.split() splits on them.
+        return chr(cp) in "\t\n\r" or categories[cp] in ("Zs", "Zl", "Zp")
+
+    def punctuation(cp):
+        return (33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96
+                or 123 <= cp <= 126 or categories[cp][0] == "P")
+
+    return {
+        "dropped": _regex_class(dropped),
+        "separator": _regex_class(separator),
+        "punctuation": _regex_class(punctuation),
+        "nonspacing_mark": _regex_class(lambda cp: categories[cp] == "Mn"),
+        "cjk": _ranges_to_class(tokenization.CJK_RANGES),
+    }
+
+
+class GraphTokenizer(tf.Module):
+    """Google's FullTokenizer as graph ops, plus BERT input packing."""
+
+    def __init__(self, vocab_file: str | os.PathLike, do_lower_case: bool = True,
+                 name: str | None = None):
+        super().__init__(name=name)
+        vocab = tokenization.load_vocab(vocab_file)
+        # Ids are line indices; a duplicate line keeps its last index.
+        tokens = [""] * (max(vocab.values()) + 1)
+        for token, index in vocab.items():
+            tokens[index] = token
+        self.vocab_file = tf.saved_model.Asset(os.fspath(vocab_file))
+        self.do_lower_case = bool(do_lower_case)
+        self._classes = _character_classes()
+        self._wordpiece = tf_text.FastWordpieceTokenizer(
+            vocab=_unique_placeholders(tokens), token_out_type=tf.int32,
+            unknown_token=tokenization.UNK_TOKEN, no_pretokenization=True,
+            max_bytes_per_word=_MAX_WORD_BYTES)
+        self.special_tokens = {
+            "vocab_size": len(tokens),
+            "start_of_sequence_id": _required_id(vocab, "[CLS]", vocab_file),
+            "end_of_segment_id": _required_id(vocab, "[SEP]", vocab_file),
+            "padding_id": _required_id(vocab, "[PAD]", vocab_file),
+            "mask_id": _required_id(vocab, "[MASK]", vocab_file),
+        }
+
+    def get_special_tokens_dict(self) -> dict[str, tf.Tensor]:
+        """The special ids as int32 scalars, named as in TF-Hub preprocessors."""
+        return {key: tf.constant(value, tf.int32)
+                for key, value in self.special_tokens.items()}
+
+    def normalize(self, strings: tf.Tensor) -> tf.Tensor:
+        """Google's basic tokenization: words separated by single spaces."""
+        classes = self._classes
+        text = tf.strings.regex_replace(strings, classes["dropped"], "")
+        text = tf.strings.regex_replace(text, classes["separator"], " ")
+        text = tf.strings.regex_replace(text, classes["cjk"], r" \0 ")
+        if self.do_lower_case:
+            text = tf.strings.lower(text, encoding="utf-8")
+            text = tf_text.normalize_utf8(text, "NFD")
+            text = tf.strings.regex_replace(text, classes["nonspacing_mark"], "")
+        return tf.strings.regex_replace(text, classes["punctuation"], r" \0 ")
+
+    def tokenize(self, strings) -> tf.RaggedTensor:
+        """Token ids, int32 [batch, (pieces)], for a [batch] string tensor."""
+        strings = tf.convert_to_tensor(strings, tf.string)
+        words = tf.strings.split(self.normalize(strings))
+        too_long = (tf.strings.length(words.flat_values, unit="UTF8_CHAR")
+                    > tokenization.MAX_INPUT_CHARS_PER_WORD)
+        words = words.with_flat_values(
+            tf.where(too_long, _TOO_LONG_WORD, words.flat_values))
+        return self._wordpiece.tokenize(words).merge_dims(-2, -1)
+
+    def pack(self, segments, seq_length: int) -> dict[str, tf.Tensor]:
+        """[CLS] a [SEP] (b [SEP]), truncated like Google and padded.
+
+        Over-long pairs lose tokens from the end of the longer segment
+        first (the second on ties), exactly as Google's `_truncate_seq_pair`.
+        Returns int32 [batch, seq_length] input_word_ids, input_mask and
+        input_type_ids.
+        """
+        if not 1 <= len(segments) <= 2:
+            raise ValueError(f"pack takes 1 or 2 segments, got {len(segments)}")
+        if seq_length < len(segments) + 2:
+            raise ValueError(f"seq_length={seq_length} leaves no room for tokens "
+                             f"between {len(segments) + 1} special tokens")
+        segments = [tf.cast(s, tf.int32) for s in segments]
+        budget = seq_length - len(segments) - 1
+        lengths = [s.row_lengths() for s in segments]
+        if len(segments) == 1:
+            kept = [tf.minimum(lengths[0], budget)]
+        else:
+            kept = _truncated_pair_lengths(lengths[0], lengths[1], budget)
+        ids, types = [], []
+        cls, sep = self.special_tokens["start_of_sequence_id"], self.special_tokens["end_of_segment_id"]
+        batch = segments[0].nrows()
+        for index, (segment, keep) in enumerate(zip(segments, kept)):
+            positions = tf.ragged.range(segment.row_lengths())
+            segment = tf.ragged.boolean_mask(segment, positions < keep[:, None])
+            pieces = [segment, tf.fill([batch, 1], sep)]
+            if index == 0:
+                pieces.insert(0, tf.fill([batch, 1], cls))
+            segment = tf.concat(pieces, axis=1)
+            ids.append(segment)
+            types.append(tf.ones_like(segment) * index)
+        word_ids = tf.concat(ids, axis=1)
+        type_ids = tf.concat(types, axis=1)
+        shape = [None, seq_length]
+        padding = self.special_tokens["padding_id"]
+        return {
+            "input_word_ids": word_ids.to_tensor(padding, shape=shape),
+            "input_mask": tf.ones_like(word_ids).to_tensor(0, shape=shape),
+            "input_type_ids": type_ids.to_tensor(0, shape=shape),
+        }
+
+    def __call__(self, strings, seq_length: int = 128) -> dict[str, tf.Tensor]:
+        """Tokenizes and packs single sentences, like a TF-Hub preprocessor."""
+        return self.pack([self.tokenize(strings)], seq_length)
+
+
+def _truncated_pair_lengths(len_a, len_b, budget):
+    """Closed form of Google's loop "drop one token from the longer one".
+
+    The loop leaves a short segment whole and cuts the other to the rest of
+    the budget; if both are long it ends with ceil/floor of half the budget
+    (ties shorten the second segment).
+    """
+    half_up = (budget + 1) // 2
+    half_down = budget // 2
+    keep_a = tf.minimum(len_a, tf.maximum(tf.cast(half_up, len_a.dtype), budget - len_b))
+    keep_b = tf.minimum(len_b, tf.maximum(tf.cast(half_down, len_b.dtype), budget - len_a))
+    return [keep_a, keep_b]
+
+
+def _unique_placeholders(tokens: list[str]) -> list[str]:
+    """FastWordpieceTokenizer rejects empty or repeated entries; Google keeps
+    them as dead lines. Give each an unmatchable name so ids keep their lines."""
+    seen, out = set(), []
+    for index, token in enumerate(tokens):
+        if not token or token in seen or token == "##":
+            token = f"[unreachable line {index + 1}]"
+        seen.add(token)
+        out.append(token)
+    return out
+
+
+def _required_id(vocab, token: str, vocab_file) -> int:
+    if token not in vocab:
+        raise ValueError(f"vocabulary {vocab_file} has no {token} token")
+    return vocab[token]

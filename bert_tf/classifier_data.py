@@ -629,9 +629,18 @@ def aggregate_window_logits(logits, example_index, num_examples: int) -> np.ndar
 # tf.data
 # ---------------------------------------------------------------------------
 
-# Bucket edges grow by ~1.5x, so a bucketed batch wastes at most a third of
-# its tokens on padding, with few distinct shapes to trace.
-_BUCKET_EDGES = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+def _bucket_boundaries(longest: int) -> list[int]:
+    """8, 10, 12, 15, 18, 22, 27, ... below `longest`.
+
+    Each step is a quarter of the edge, so a sequence in a bucketed batch is
+    at most ~20% padding, while the number of buckets grows only
+    logarithmically with the length.
+    """
+    edges, edge = [], 8
+    while edge < longest:
+        edges.append(edge)
+        edge += max(2, edge // 4)
+    return edges
 
 
 def classifier_dataset(features: Sequence[InputFeatures], batch_size: int, is_training: bool,
@@ -707,7 +716,7 @@ def classifier_dataset(features: Sequence[InputFeatures], batch_size: int, is_tr
     padded_shapes = ({key: [] if key == "example_index" else [length]
                       for key in dataset.element_spec[0]}, [])
     if is_training and bucket_by_length:
-        edges = [edge for edge in _BUCKET_EDGES if edge < longest]
+        edges = _bucket_boundaries(longest)
         dataset = dataset.bucket_by_sequence_length(
             element_length_func=lambda inputs, _: tf.shape(inputs["input_word_ids"])[0],
             bucket_boundaries=edges, bucket_batch_sizes=[batch_size] * (len(edges) + 1),

@@ -524,8 +524,8 @@ def get_processor(task_name: str, **kwargs) -> DataProcessor:
 def _truncate_seq_pair(tokens_a: list, tokens_b: list, max_length: int) -> None:
     """Trims the longer list (b on ties) one token at a time, in place.
 
-    Removing from the longer side keeps as much as possible of the shorter
-    text, which usually carries as much information per token.
+    So a short text (a question, a hypothesis) survives whole while the long
+    one gives way.
     """
     while len(tokens_a) + len(tokens_b) > max_length:
         (tokens_a if len(tokens_a) > len(tokens_b) else tokens_b).pop()
@@ -576,24 +576,28 @@ def convert_examples_to_features(examples: Sequence[InputExample], label_list: S
         label_id = _label_id(example, label_map, is_regression)
         tokens_a = tokenizer.tokenize(example.text_a)
         tokens_b = None if example.text_b is None else tokenizer.tokenize(example.text_b)
-        budget = max_seq_length - (2 if tokens_b is None else 3)
-        len_b = 0 if tokens_b is None else len(tokens_b)
-        if len(tokens_a) + len_b <= budget:
-            features.append(_pack(tokenizer, tokens_a, tokens_b, label_id, example_index))
-        elif doc_stride is None:
-            if tokens_b is None:
-                del tokens_a[budget:]
-            else:
-                _truncate_seq_pair(tokens_a, tokens_b, budget)
-            features.append(_pack(tokenizer, tokens_a, tokens_b, label_id, example_index))
-        else:
-            if tokens_b is not None:
-                del tokens_b[max(budget // 2, budget - len(tokens_a)):]
-            window = budget - (0 if tokens_b is None else len(tokens_b))
-            for start in _window_starts(len(tokens_a), window, min(doc_stride, window)):
-                features.append(_pack(tokenizer, tokens_a[start:start + window], tokens_b,
-                                      label_id, example_index))
+        for window_a, window_b in _fit(tokens_a, tokens_b, max_seq_length, doc_stride):
+            features.append(_pack(tokenizer, window_a, window_b, label_id, example_index))
     return features
+
+
+def _fit(tokens_a: list, tokens_b: list | None, max_seq_length: int, doc_stride: int | None):
+    """The (text_a, text_b) tokens of each feature one example becomes."""
+    budget = max_seq_length - (2 if tokens_b is None else 3)
+    len_b = 0 if tokens_b is None else len(tokens_b)
+    if len(tokens_a) + len_b <= budget:
+        return [(tokens_a, tokens_b)]
+    if doc_stride is None:
+        if tokens_b is None:
+            return [(tokens_a[:budget], None)]
+        _truncate_seq_pair(tokens_a, tokens_b, budget)
+        return [(tokens_a, tokens_b)]
+    if tokens_b is not None:
+        tokens_b = tokens_b[:max(budget // 2, budget - len(tokens_a))]
+        len_b = len(tokens_b)
+    window = budget - len_b
+    starts = _window_starts(len(tokens_a), window, min(doc_stride, window))
+    return [(tokens_a[start:start + window], tokens_b) for start in starts]
 
 
 def _label_id(example: InputExample, label_map: dict, is_regression: bool):

@@ -507,3 +507,23 @@ def test_processors_written_for_googles_script_still_work():
 
     own = OwnMrpc().get_dev_examples(GLUE / "MRPC")
     assert own == cd.MrpcProcessor().get_dev_examples(GLUE / "MRPC")
+
+
+def test_windows_cut_an_overlong_text_b_to_half_the_space(tokenizer, reference_tokenizer):
+    long_a, long_b = _long_documents(2)
+    short = cd.InputExample("s-0", "a short sentence .", "and its pair .", "0")
+    features = cd.convert_examples_to_features(
+        [cd.InputExample("p-0", long_a, long_b, "1"), short], ["0", "1"], 64, tokenizer,
+        doc_stride=16)
+    ids_a = reference_tokenizer(long_a, add_special_tokens=False)["input_ids"]
+    ids_b = reference_tokenizer(long_b, add_special_tokens=False)["input_ids"]
+    half = (64 - 3) // 2
+    windows = features[:-1]
+    for number, feature in enumerate(windows):
+        assert feature.input_ids[-half - 1:-1] == ids_b[:half]
+        assert feature.input_ids[1:-half - 2] == ids_a[number * 16:number * 16 + 64 - 3 - half]
+    assert windows[-1].input_ids[1:-half - 2][-1] == ids_a[-1]
+    # Examples that fit are unaffected by doc_stride.
+    expected = reference_tokenizer(short.text_a, short.text_b, return_token_type_ids=True)
+    assert (features[-1].input_ids, features[-1].segment_ids, features[-1].example_index) == \
+        (expected["input_ids"], expected["token_type_ids"], 1)

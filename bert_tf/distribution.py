@@ -69,7 +69,7 @@ def _tpu_strategy(tpu_address, tpu_zone, gcp_project, num_tpu_cores):
             tpu=tpu_address, zone=tpu_zone, project=gcp_project)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
-    except (ValueError, RuntimeError, tf.errors.OpError) as err:
+    except (ValueError, RuntimeError, OSError, tf.errors.OpError) as err:
         raise ValueError(
             f"no TPU reachable at tpu_address={tpu_address!r} zone={tpu_zone!r} "
             f"project={gcp_project!r}: {err}") from err

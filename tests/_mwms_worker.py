@@ -1,13 +1,17 @@
 """A toy task for the trainer tests, and the entry point of their subprocesses.
 
-Run as a script it trains the toy task and saves the final weights:
-  python tests/_mwms_worker.py OUT.npz MODEL_DIR STRATEGY GLOBAL_BATCH NUM_STEPS [SLEEP_S]
-STRATEGY is one_device or multi_worker_mirrored (the latter reads TF_CONFIG).
-SLEEP_S slows every step down so a test can kill the run mid-way.
+Run as a script it either trains the toy task and saves the final weights:
+  python tests/_mwms_worker.py train OUT.npz MODEL_DIR STRATEGY GLOBAL_BATCH NUM_STEPS [SLEEP_S]
+(STRATEGY is one_device or multi_worker_mirrored, which reads TF_CONFIG;
+SLEEP_S slows every step down so a test can kill the run mid-way), or runs
+the same training on one device and on 2 mirrored logical CPUs, which needs
+a fresh process to split the CPU:
+  python tests/_mwms_worker.py mirrored OUT.npz WORK_DIR
 """
 
 import os
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -68,7 +72,7 @@ class ToyTask:
         from bert_tf.trainer import TaskOutputs
 
         if self.sleep_s:
-            tf.py_function(lambda: __import__("time").sleep(self.sleep_s), [], [])
+            tf.py_function(lambda: time.sleep(self.sleep_s), [], [])
         logits = tf.cast(model(batch["x"], training=training), tf.float32)
         nll = tf.nn.sparse_softmax_cross_entropy_with_logits(batch["y"], logits)
         correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), batch["y"]), tf.float32)
@@ -79,18 +83,55 @@ class ToyTask:
         )
 
 
-def main(out_path, model_dir, strategy_name, global_batch, num_steps, sleep_s=0.0):
-    from bert_tf import distribution, trainer
+def train(model_dir, strategy, global_batch, num_steps, accumulation=1, sleep_s=0.0, dropout=0.0):
+    """Trains the toy task; returns the Trainer. Shared by tests and subprocesses."""
+    from bert_tf import trainer
 
-    strategy = distribution.get_strategy(strategy_name)
     config = trainer.TrainerConfig(model_dir=model_dir, num_train_steps=num_steps, learning_rate=0.05,
-                                   num_warmup_steps=2, steps_per_loop=1, save_checkpoints_steps=2,
-                                   log_steps=2, seed=3)
-    run = trainer.Trainer(ToyTask(sleep_s=sleep_s), config, strategy)
+                                   num_warmup_steps=2, steps_per_loop=2, save_checkpoints_steps=2,
+                                   log_steps=2, gradient_accumulation_steps=accumulation, seed=3)
+    run = trainer.Trainer(ToyTask(dropout=dropout, sleep_s=sleep_s), config, strategy)
     run.train(dataset_fn_for(global_batch, shuffle=True))
-    np.savez(out_path, *[v.numpy() for v in run.model.trainable_variables])
+    return run
+
+
+def weights(run):
+    return [v.numpy() for v in run.model.trainable_variables]
+
+
+def _train_main(out_path, model_dir, strategy_name, global_batch, num_steps, sleep_s=0.0):
+    from bert_tf import distribution
+
+    run = train(model_dir, distribution.get_strategy(strategy_name), int(global_batch), int(num_steps),
+                sleep_s=float(sleep_s))
+    np.savez(out_path, *weights(run))
+
+
+def _mirrored_main(out_path, work_dir):
+    from bert_tf import distribution
+
+    distribution.split_cpu(2)
+    single, mirrored = distribution.get_strategy("one_device"), distribution.get_strategy("mirrored")
+    assert mirrored.num_replicas_in_sync == 2, mirrored.num_replicas_in_sync
+    results = {}
+    cases = {"single": (single, 16, 1), "mirrored": (mirrored, 16, 1), "mirrored_accum": (mirrored, 8, 2)}
+    for name, (strategy, global_batch, accumulation) in cases.items():
+        run = train(os.path.join(work_dir, name), strategy, global_batch, 6, accumulation)
+        for i, w in enumerate(weights(run)):
+            results[f"{name}/w{i}"] = w
+    # Batches of 11 per replica over 96 examples: 9 batches, so the last step
+    # leaves one replica with an empty batch.
+    for name, value in run.evaluate(dataset_fn_for(22)).items():
+        results[f"eval/{name}"] = np.float64(value)
+    for name, value in run.predict(dataset_fn_for(22)).items():
+        results[f"predict/{name}"] = value
+    # Dropout must also work under the mirrored strategy (it updates a seed).
+    dropout_run = train(os.path.join(work_dir, "dropout"), mirrored, 16, 2, dropout=0.3)
+    results["dropout_finite"] = np.array(all(np.isfinite(w).all() for w in weights(dropout_run)))
+    np.savez(out_path, **results)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]),
-         float(sys.argv[6]) if len(sys.argv) > 6 else 0.0)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    mode, args = sys.argv[1], sys.argv[2:]
+    {"train": _train_main, "mirrored": _mirrored_main}[mode](*args)

@@ -20,7 +20,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from absl import logging
@@ -32,7 +32,7 @@ __all__ = [
     "RteProcessor", "WnliProcessor", "StsbProcessor", "GenericProcessor",
     "PROCESSORS", "get_processor", "convert_examples_to_features",
     "aggregate_window_logits", "classifier_dataset", "write_test_results",
-    "write_glue_submission",
+    "write_glue_submission", "GLUE_SUBMISSION_FILES",
 ]
 
 

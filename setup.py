@@ -31,9 +31,12 @@ setup(
     extras_require={
         # Chinese whole-word masking with an automatic word segmenter.
         "zh": ["jieba>=0.42"],
-        # Independent references used by the tests (PyTorch is installed
-        # separately as a CPU wheel; see .ci/run).
-        "test": ["pytest>=8", "transformers>=4.40", "jieba>=0.42"],
+        # Independent references used by the tests. PyTorch is pinned to the
+        # release whose CPU wheel the build machines carry; elsewhere install
+        # it from https://download.pytorch.org/whl/cpu first (the default
+        # wheel is a multi-GB CUDA build).
+        "test": ["pytest>=8", "torch==2.13.0", "transformers>=5,<6", "jieba>=0.42",
+                 "scikit-learn>=1.3", "scipy>=1.10"],
         # Peers that the benchmarks compare against.
         "bench": ["keras-hub>=0.20", "transformers>=4.40", "psutil"],
     },

@@ -50,9 +50,10 @@ def define_tpu_flags() -> None:
 def define_training_flags() -> None:
     """Flags beyond Google's that both training scripts share."""
     flags.DEFINE_enum(
-        "distribution_strategy", "one_device",
+        "distribution_strategy", None,
         ["one_device", "mirrored", "multi_worker_mirrored", "tpu"],
-        "tf.distribute strategy. multi_worker_mirrored reads TF_CONFIG.")
+        "tf.distribute strategy. Default: multi_worker_mirrored when TF_CONFIG is "
+        "set, mirrored with several GPUs, else one_device.")
     flags.DEFINE_integer("num_gpus", None, "GPUs for the mirrored strategy (default: all).")
     flags.DEFINE_bool("use_xla", False, "Compile the training step with XLA.")
     flags.DEFINE_enum("mixed_precision", None, ["bf16", "fp16"],
@@ -86,6 +87,41 @@ def pretrained_from_flags(FLAGS):
             f"--max_seq_length {FLAGS.max_seq_length} exceeds the model's "
             f"max_position_embeddings {source.config.max_position_embeddings}")
     return source
+
+
+def strategy_from_flags(FLAGS):
+    from bert_tf import distribution
+
+    return distribution.strategy_from_flags(
+        use_tpu=FLAGS.use_tpu, tpu_name=FLAGS.tpu_name, tpu_zone=FLAGS.tpu_zone,
+        gcp_project=FLAGS.gcp_project, master=FLAGS.master,
+        num_tpu_cores=FLAGS.num_tpu_cores,
+        distribution_strategy=FLAGS.distribution_strategy, num_gpus=FLAGS.num_gpus)
+
+
+def trainer_kwargs_from_flags(FLAGS) -> dict:
+    """The TrainerConfig fields that come straight from shared flags."""
+    return dict(
+        optimizer=FLAGS.optimizer,
+        gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
+        steps_per_loop=FLAGS.iterations_per_loop,
+        save_checkpoints_steps=FLAGS.save_checkpoints_steps,
+        keep_checkpoint_max=FLAGS.keep_checkpoint_max,
+        log_steps=FLAGS.log_steps,
+        use_xla=FLAGS.use_xla,
+        mixed_precision=FLAGS.mixed_precision,
+        seed=FLAGS.seed,
+    )
+
+
+def hub_encoder_factory(FLAGS):
+    """A factory of TF-Hub-format encoders for --bert_hub_module_handle, or None."""
+    if not FLAGS.bert_hub_module_handle:
+        return None
+    from bert_tf import hub
+
+    handle = FLAGS.bert_hub_module_handle
+    return lambda: hub.HubEncoder(handle)
 
 
 def run(main) -> None:

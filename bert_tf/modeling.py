@@ -280,6 +280,7 @@ class BertEncoder(keras.Model):
             setattr(self, f"layer_{i}", TransformerLayer(config, name=f"layer_{i}"))
         self.pooler = _dense(config, config.hidden_size, "pooler", activation="tanh")
         self.pooler.build((None, config.hidden_size))
+        self.built = True  # every weight exists now; no shape inference needed
 
     @property
     def transformer_layers(self) -> list[TransformerLayer]:
@@ -407,6 +408,7 @@ class BertPretrainer(keras.Model):
             config, self.encoder.embeddings.word_embeddings, name="masked_lm")
         self.next_sentence = WeightsTimesInput(
             2, config.hidden_size, config.initializer_range, name="next_sentence")
+        self.built = True
 
     def call(self, inputs, training=False):
         outputs = dict(self.encoder(inputs, training=training))
@@ -448,6 +450,7 @@ class BertClassifier(keras.Model):
         init_range = encoder.config.initializer_range
         self.dropout = keras.layers.Dropout(dropout_rate)
         self.head = WeightsTimesInput(num_labels, hidden, init_range, name="output")
+        self.built = True
 
     def call(self, inputs, training=False):
         pooled = self.encoder(inputs, training=training)["pooled_output"]

@@ -102,9 +102,10 @@ def weights(run):
 def _train_main(out_path, model_dir, strategy_name, global_batch, num_steps, sleep_s=0.0):
     from bert_tf import distribution
 
-    run = train(model_dir, distribution.get_strategy(strategy_name), int(global_batch), int(num_steps),
-                sleep_s=float(sleep_s))
-    np.savez(out_path, *weights(run))
+    strategy = distribution.get_strategy(strategy_name)
+    run = train(model_dir, strategy, int(global_batch), int(num_steps), sleep_s=float(sleep_s))
+    np.savez(out_path, replicas=strategy.num_replicas_in_sync,
+             **{f"w{i}": w for i, w in enumerate(weights(run))})
 
 
 def _mirrored_main(out_path, work_dir):

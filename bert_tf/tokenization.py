@@ -123,6 +123,18 @@ def whitespace_tokenize(text: str) -> list[str]:
     return text.split()
 
 
+def split_chunks(text: str | bytes) -> list[str]:
+    """Splits raw text on whitespace where Google's basic tokenization splits.
+
+    Every step of basic tokenization acts within these chunks, so callers
+    may tokenize each distinct chunk once and reuse the result.
+    """
+    text = convert_to_unicode(text)
+    if _DELETED_SEPARATORS.search(text):
+        text = _DELETED_SEPARATORS.sub("", text)
+    return text.split()
+
+
 def validate_case_matches_checkpoint(do_lower_case: bool, init_checkpoint: str | None) -> None:
     """Raises ValueError when `do_lower_case` contradicts a released checkpoint.
 
@@ -296,14 +308,9 @@ class FullTokenizer:
         self._word_pieces: dict[str, list[str]] = {}
 
     def tokenize(self, text: str | bytes) -> list[str]:
-        text = convert_to_unicode(text)
-        # Every step of basic tokenization acts within whitespace-separated
-        # chunks, so each distinct chunk is tokenized once and remembered.
-        if _DELETED_SEPARATORS.search(text):
-            text = _DELETED_SEPARATORS.sub("", text)
         cache = self._chunk_pieces
         output = []
-        for chunk in text.split():
+        for chunk in split_chunks(text):
             pieces = cache.get(chunk)
             if pieces is None:
                 pieces = self._tokenize_chunk(chunk)

@@ -1,0 +1,124 @@
+"""Vocabulary learning on slices of the real English and Chinese corpora."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bert_tf import tokenization, vocab_learning
+
+REPO = Path(__file__).resolve().parents[1]
+CORPORA = REPO.parent / "shared" / "data" / "corpora"
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+VOCAB_SIZE = 3000
+
+
+def non_empty_lines(path):
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    english = non_empty_lines(CORPORA / "en" / "wiki.txt")
+    chinese = non_empty_lines(CORPORA / "zh" / "peoples_daily_1998.txt")
+    return {"train": english[:1500] + chinese[:1500],
+            "held_out_en": english[-800:], "held_out_zh": chinese[-800:]}
+
+
+@pytest.fixture(scope="module")
+def learned(corpus, tmp_path_factory):
+    tokens = vocab_learning.learn_vocab(corpus["train"], VOCAB_SIZE, num_unused=2)
+    path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
+    vocab_learning.write_vocab(tokens, path)
+    return tokens, tokenization.FullTokenizer(str(path), do_lower_case=True)
+
+
+def unk_rate(tokenizer, lines):
+    pieces = [piece for line in lines for piece in tokenizer.tokenize(line)]
+    return pieces.count("[UNK]") / len(pieces)
+
+
+def test_layout_specials_first_then_unused(learned):
+    tokens, tokenizer = learned
+    assert tokens[:7] == SPECIALS + ["[unused0]", "[unused1]"]
+    assert len(set(tokens)) == len(tokens)
+    assert 0.9 * VOCAB_SIZE <= len(tokens) <= VOCAB_SIZE
+    # The written file reads back with Google's loader semantics, ids = lines.
+    assert list(tokenizer.vocab) == tokens
+    assert tokenizer.vocab["[PAD]"] == 0 and tokenizer.vocab["[MASK]"] == 4
+
+
+def test_every_training_character_is_representable(corpus, learned):
+    _, tokenizer = learned
+    assert unk_rate(tokenizer, corpus["train"]) == 0
+
+
+def test_held_out_unknown_rate_is_low(corpus, learned):
+    _, tokenizer = learned
+    assert unk_rate(tokenizer, corpus["held_out_en"]) < 0.01
+    # Unseen ideographs are the only source of [UNK] in Chinese.
+    assert unk_rate(tokenizer, corpus["held_out_zh"]) < 0.05
+
+
+def test_cjk_characters_are_whole_tokens_without_suffix_forms(corpus, learned):
+    tokens, tokenizer = learned
+    ideographs = {c for line in corpus["train"] for c in line
+                  if tokenization.is_cjk_char(ord(c))}
+    assert len(ideographs) > 1000
+    assert ideographs <= set(tokens)
+    # An ideograph is always a word of its own, so "##中" could never be used.
+    assert not any(t.startswith("##") and tokenization.is_cjk_char(ord(t[2]))
+                   for t in tokens if len(t) == 3)
+    assert tokenizer.tokenize("人民日报") == ["人", "民", "日", "报"]
+
+
+def test_english_words_become_whole_tokens(learned):
+    tokens, tokenizer = learned
+    assert {"the", "of", "and", "##s"} <= set(tokens)
+    assert tokenizer.tokenize("The AND of") == ["the", "and", "of"]
+
+
+def test_too_small_vocab_is_refused(corpus):
+    with pytest.raises(ValueError, match="vocab_size=50 is too small"):
+        vocab_learning.learn_vocab(corpus["train"][:50], 50)
+
+
+def test_missing_input_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing_here"):
+        list(vocab_learning.read_corpus_lines(str(tmp_path / "nothing_here*.txt")))
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine\n\xff\xfe\n")
+    with pytest.raises(ValueError, match="bad.txt:2"):
+        list(vocab_learning.read_corpus_lines(str(bad)))
+
+
+def test_write_vocab_is_atomic_and_validates(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_text("old\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="twice"):
+        vocab_learning.write_vocab(["[PAD]", "a", "a"], path)
+    assert path.read_text(encoding="utf-8") == "old\n"
+    assert os.listdir(tmp_path) == ["vocab.txt"]
+
+
+def test_command_line_cased(tmp_path):
+    english = non_empty_lines(CORPORA / "en" / "wiki.txt")[:600]
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text("\n".join(english[:300]) + "\n", encoding="utf-8")
+    second.write_text("\n".join(english[300:]) + "\n", encoding="utf-8")
+    output = tmp_path / "out" / "vocab.txt"
+    output.parent.mkdir()
+    result = subprocess.run(
+        [sys.executable, str(REPO / "learn_vocab.py"),
+         f"--input_file={tmp_path / 'a*.txt'},{second}", f"--output_file={output}",
+         "--vocab_size=1500", "--nodo_lower_case", "--num_unused=3"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    tokens = output.read_text(encoding="utf-8").splitlines()
+    assert tokens[:8] == SPECIALS + ["[unused0]", "[unused1]", "[unused2]"]
+    assert "The" in tokens and len(tokens) <= 1500
+    cased = tokenization.FullTokenizer(str(output), do_lower_case=False)
+    assert unk_rate(cased, english) == 0

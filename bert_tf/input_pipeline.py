@@ -1,0 +1,259 @@
+"""tf.data input pipelines.
+
+Pretraining: `pretraining_dataset` reads the TFRecords of
+`create_pretraining_data.py` and yields batches of
+
+    input_word_ids, input_mask, input_type_ids      int32 [batch, max_seq_length]
+    masked_lm_positions, masked_lm_ids              int32 [batch, max_predictions_per_seq]
+    masked_lm_weights                               float32 [batch, max_predictions_per_seq]
+    next_sentence_labels                            int32 [batch]
+
+Records written with `--dynamic_masking` hold no masks; pass a
+`DynamicMasking` and fresh masks are drawn for every batch instead (so each
+epoch sees new ones), with Google's rule: ~masked_lm_prob of the tokens,
+whole units in random order, 80% [MASK], 10% random token, 10% unchanged.
+
+With a seed, the stream is reproducible, masks included: a resumed run can
+`skip()` the batches it has already seen. Files are checked when the
+pipeline is built, so a wrong or corrupt file is reported by name rather
+than as an anonymous error in the middle of training.
+
+The classification pipeline lives in `bert_tf.classifier_data`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+class InputFileError(ValueError):
+    """A TFRecord file that cannot be read as pretraining data; names the file."""
+
+
+# ----------------------------------------------------------------------------
+# Pretraining
+# ----------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class DynamicMasking:
+    """How to mask unmasked records on the fly (ids default to Google's vocabularies)."""
+
+    vocab_size: int
+    masked_lm_prob: float = 0.15
+    whole_word_masking: bool = True  # use the records' word_starts
+    mask_token_id: int = 103
+    cls_token_id: int = 101
+    sep_token_id: int = 102
+
+
+def _record_spec(max_seq_length: int, max_predictions_per_seq: int, dynamic: bool):
+    sequence = tf.io.FixedLenFeature([max_seq_length], tf.int64)
+    spec = {
+        "input_ids": sequence,
+        "input_mask": sequence,
+        "segment_ids": sequence,
+        "next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64),
+    }
+    if dynamic:
+        spec["word_starts"] = sequence
+    else:
+        predictions = tf.io.FixedLenFeature([max_predictions_per_seq], tf.int64)
+        spec["masked_lm_positions"] = predictions
+        spec["masked_lm_ids"] = predictions
+        spec["masked_lm_weights"] = tf.io.FixedLenFeature([max_predictions_per_seq], tf.float32)
+    return spec
+
+
+def expand_file_patterns(file_patterns) -> list[str]:
+    """Sorted files of each glob (a string may hold comma-separated globs)."""
+    if isinstance(file_patterns, str):
+        file_patterns = file_patterns.split(",")
+    files = []
+    for pattern in file_patterns:
+        matches = sorted(tf.io.gfile.glob(pattern))
+        if not matches:
+            raise FileNotFoundError(f"no file matches the input pattern {pattern!r}")
+        files.extend(matches)
+    return files
+
+
+def validate_record_file(path: str, spec, verify_all_records: bool = False) -> None:
+    """Parses the first record of `path` with `spec`; optionally CRC-checks all.
+
+    Raises InputFileError naming the file for corrupt or truncated data and
+    for records whose features do not match the expected names and shapes.
+    """
+    records = tf.data.TFRecordDataset(path)
+    try:
+        first = next(iter(records.take(1)), None)
+    except tf.errors.DataLossError as error:
+        raise InputFileError(f"{path}: not a readable TFRecord file ({error.message})") from None
+    if first is None:
+        return
+    try:
+        tf.io.parse_single_example(first, spec)
+    except tf.errors.InvalidArgumentError as error:
+        expected = ", ".join(f"{name} {list(feature.shape)}" for name, feature in spec.items())
+        raise InputFileError(
+            f"{path}: records do not match the expected features ({expected}): "
+            f"{error.message}") from None
+    if verify_all_records:
+        try:
+            records.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1)
+        except tf.errors.DataLossError as error:
+            raise InputFileError(f"{path}: corrupt or truncated ({error.message})") from None
+
+
+def pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int,
+                        max_predictions_per_seq: int, is_training: bool,
+                        input_context: tf.distribute.InputContext | None = None,
+                        seed: int | None = None,
+                        dynamic_masking: DynamicMasking | None = None,
+                        shuffle_buffer_size: int = 1000,
+                        verify_all_records: bool = False) -> tf.data.Dataset:
+    """Batches of pretraining inputs; see the module docstring for the keys.
+
+    `batch_size` is global: with an `input_context` each input pipeline
+    reads its share of the files (or of the records, when there are fewer
+    files than pipelines) and batches the per-replica size. Training
+    repeats and shuffles (files, then records); evaluation reads each
+    record once, in order.
+    """
+    files = expand_file_patterns(file_patterns)
+    spec = _record_spec(max_seq_length, max_predictions_per_seq, dynamic_masking is not None)
+    for path in files:
+        validate_record_file(path, spec, verify_all_records)
+    if dynamic_masking is not None and max_predictions_per_seq > max_seq_length:
+        raise ValueError(f"max_predictions_per_seq={max_predictions_per_seq} exceeds "
+                         f"max_seq_length={max_seq_length}")
+
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    num_pipelines = input_context.num_input_pipelines if input_context else 1
+    pipeline_id = input_context.input_pipeline_id if input_context else 0
+    shard_files = len(files) >= num_pipelines
+
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if shard_files and num_pipelines > 1:
+        dataset = dataset.shard(num_pipelines, pipeline_id)
+    if is_training:
+        dataset = dataset.shuffle(len(files), seed=seed).repeat()
+    if is_training:
+        dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
+                                     num_parallel_calls=AUTOTUNE, deterministic=True)
+    else:
+        dataset = dataset.flat_map(tf.data.TFRecordDataset)
+    if not shard_files and num_pipelines > 1:
+        dataset = dataset.shard(num_pipelines, pipeline_id)
+    if is_training:
+        dataset = dataset.shuffle(shuffle_buffer_size, seed=seed)
+    dataset = dataset.batch(batch_size, drop_remainder=is_training)
+    dataset = dataset.map(lambda records: _to_model_inputs(tf.io.parse_example(records, spec)),
+                          num_parallel_calls=AUTOTUNE, deterministic=True)
+    if dynamic_masking is not None:
+        # One stateless seed pair per batch: masks are a function of the seed
+        # and the batch's position in the stream.
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        masker = _DynamicMasker(dynamic_masking, max_predictions_per_seq)
+        dataset = tf.data.Dataset.zip((dataset, seeds)).map(
+            masker, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return dataset.prefetch(AUTOTUNE)
+
+
+def _to_model_inputs(example):
+    inputs = {
+        "input_word_ids": example["input_ids"],
+        "input_mask": example["input_mask"],
+        "input_type_ids": example["segment_ids"],
+        "next_sentence_labels": example["next_sentence_labels"][:, 0],
+    }
+    for name in ("masked_lm_positions", "masked_lm_ids", "word_starts"):
+        if name in example:
+            inputs[name] = example[name]
+    inputs = {name: tf.cast(value, tf.int32) for name, value in inputs.items()}
+    if "masked_lm_weights" in example:
+        inputs["masked_lm_weights"] = example["masked_lm_weights"]
+    return inputs
+
+
+class _DynamicMasker:
+    """Draws masked-LM predictions for a batch of unmasked sequences."""
+
+    def __init__(self, config: DynamicMasking, max_predictions_per_seq: int):
+        self.config = config
+        self.max_predictions = max_predictions_per_seq
+
+    def __call__(self, inputs, seed):
+        config = self.config
+        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4)
+        ids = inputs["input_word_ids"]
+        batch, length = tf.shape(ids)[0], tf.shape(ids)[1]
+        maskable = ((inputs["input_mask"] > 0) & (ids != config.cls_token_id)
+                    & (ids != config.sep_token_id))
+        word_starts = inputs.pop("word_starts") > 0
+        starts = (word_starts if config.whole_word_masking else True) & maskable
+        # Unit k >= 1 holds the tokens from its start up to the next start.
+        unit = tf.cumsum(tf.cast(starts, tf.int32), axis=1) * tf.cast(maskable, tf.int32)
+        unit_length = tf.math.bincount(unit, minlength=length + 1, maxlength=length + 1,
+                                       axis=-1)
+        unit_length = tf.concat([tf.zeros_like(unit_length[:, :1]), unit_length[:, 1:]], axis=1)
+
+        num_tokens = tf.reduce_sum(inputs["input_mask"], axis=1)
+        target = tf.cast(tf.round(tf.cast(num_tokens, tf.float32) * config.masked_lm_prob),
+                         tf.int32)
+        target = tf.minimum(self.max_predictions, tf.maximum(1, target))
+
+        # Units in random order; empty slots last.
+        keys = tf.random.stateless_uniform(tf.shape(unit_length), seed=seeds[0])
+        keys = tf.where(unit_length > 0, keys, 2.0)
+        order = tf.argsort(keys, axis=1)
+        ordered_length = tf.gather(unit_length, order, batch_dims=1)
+        if config.whole_word_masking:
+            accepted_in_order = _greedy_fill(ordered_length, target)
+        else:  # every unit is one token: the first `target` ones fit
+            rank = tf.range(length + 1)[None, :]
+            accepted_in_order = (ordered_length > 0) & (rank < target[:, None])
+        inverse = tf.argsort(order, axis=1)
+        accepted_unit = tf.gather(accepted_in_order, inverse, batch_dims=1)
+        masked = tf.gather(accepted_unit, unit, batch_dims=1) & maskable
+
+        # Positions in increasing order, padded with zeros.
+        position = tf.range(length)[None, :]
+        key = tf.where(masked, position, length + position)
+        chosen = tf.sort(key, axis=1)[:, :self.max_predictions]
+        weights = chosen < length
+        positions = tf.where(weights, chosen, 0)
+        masked_ids = tf.gather(ids, positions, batch_dims=1) * tf.cast(weights, tf.int32)
+
+        draw = tf.random.stateless_uniform([batch, length], seed=seeds[1])
+        random_ids = tf.random.stateless_uniform(
+            [batch, length], seed=seeds[2], maxval=config.vocab_size, dtype=tf.int32)
+        new_ids = tf.where(masked & (draw < 0.8), config.mask_token_id, ids)
+        new_ids = tf.where(masked & (draw >= 0.9), random_ids, new_ids)
+
+        inputs["input_word_ids"] = new_ids
+        inputs["masked_lm_positions"] = positions
+        inputs["masked_lm_ids"] = masked_ids
+        inputs["masked_lm_weights"] = tf.cast(weights, tf.float32)
+        return inputs
+
+
+def _greedy_fill(ordered_length, target):
+    """Google's unit loop: take each unit in order if it still fits under `target`."""
+    def step(total, length):
+        take = (length > 0) & (total + length <= target)
+        return total + tf.where(take, length, 0), take
+
+    _, taken = tf.scan(lambda state, length: step(state[0], length),
+                       tf.transpose(ordered_length),
+                       initializer=(tf.zeros_like(target), tf.zeros_like(target, tf.bool)))
+    return tf.transpose(taken)
+
+
+# ----------------------------------------------------------------------------
+# Classification: see bert_tf.classifier_data (nothing here on purpose).
+# ----------------------------------------------------------------------------

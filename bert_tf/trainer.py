@@ -128,8 +128,11 @@ class Trainer:
             # overflow; optimizer.iterations counts applied updates only.
             self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
-                                              global_step=self.global_step)
+        # `model_variables` also reaches state that a functional model does not
+        # track by attribute (dropout seed states, non-trainable statistics);
+        # variables saved under two paths are stored once.
+        self.checkpoint = tf.train.Checkpoint(model=self.model, model_variables=list(self.model.variables),
+                                              optimizer=self.optimizer, global_step=self.global_step)
         self._manager = tf.train.CheckpointManager(
             self.checkpoint, self._checkpoint_dir(), max_to_keep=config.keep_checkpoint_max,
             step_counter=self.global_step)

@@ -1,7 +1,7 @@
 """A toy task for the trainer tests, and the entry point of their subprocesses.
 
 Run as a script it either trains the toy task and saves the final weights:
-  python tests/_mwms_worker.py train OUT.npz MODEL_DIR STRATEGY GLOBAL_BATCH NUM_STEPS [SLEEP_S]
+  python tests/_mwms_worker.py train OUT.npz MODEL_DIR STRATEGY GLOBAL_BATCH NUM_STEPS [SLEEP_S [DROPOUT]]
 (STRATEGY is one_device or multi_worker_mirrored, which reads TF_CONFIG;
 SLEEP_S slows every step down so a test can kill the run mid-way), or runs
 the same training on one device and on 2 mirrored logical CPUs, which needs
@@ -99,11 +99,12 @@ def weights(run):
     return [v.numpy() for v in run.model.trainable_variables]
 
 
-def _train_main(out_path, model_dir, strategy_name, global_batch, num_steps, sleep_s=0.0):
+def _train_main(out_path, model_dir, strategy_name, global_batch, num_steps, sleep_s=0.0, dropout=0.0):
     from bert_tf import distribution
 
     strategy = distribution.get_strategy(strategy_name)
-    run = train(model_dir, strategy, int(global_batch), int(num_steps), sleep_s=float(sleep_s))
+    run = train(model_dir, strategy, int(global_batch), int(num_steps), sleep_s=float(sleep_s),
+                dropout=float(dropout))
     np.savez(out_path, replicas=strategy.num_replicas_in_sync,
              **{f"w{i}": w for i, w in enumerate(weights(run))})
 

@@ -296,9 +296,10 @@ def test_multi_worker_mirrored_equals_one_device(tmp_path):
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    # Dropout is on, so the resumed run must also restore the dropout seed state.
     model_dir, out = tmp_path / "killed", tmp_path / "resumed.npz"
     args = ["train", str(out), str(model_dir), "one_device", "16", "12"]
-    proc = subprocess.Popen([sys.executable, WORKER, *args, "0.3"], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, WORKER, *args, "0.3", "0.2"], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
@@ -314,7 +315,11 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     killed_at = int(tf.train.latest_checkpoint(str(model_dir)).rsplit("-", 1)[1])
     assert 2 <= killed_at < 12 and not out.exists()
-    run_checked(args, timeout=120)
-    uninterrupted = toy.weights(toy.train(str(tmp_path / "straight"), distribution.get_strategy("one_device"), 16, 12))
+    run_checked([*args, "0", "0.2"], timeout=120)
+    strategy = distribution.get_strategy("one_device")
+    uninterrupted = toy.weights(toy.train(str(tmp_path / "straight"), strategy, 16, 12, dropout=0.2))
+    without_dropout = toy.weights(toy.train(str(tmp_path / "no_dropout"), strategy, 16, 12))
     with np.load(out) as saved:
-        assert max_diff(uninterrupted, [saved[f"w{i}"] for i in range(6)]) < 1e-6
+        resumed = [saved[f"w{i}"] for i in range(6)]
+    assert max_diff(uninterrupted, resumed) < 1e-6
+    assert max_diff(without_dropout, resumed) > 1e-3  # dropout really acted

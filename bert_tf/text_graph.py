@@ -80,18 +80,22 @@ def _character_classes() -> dict[str, str]:
 
     def separator(cp):
         # Zl/Zp survive Google's cleaning but str.split() splits on them.
-        return chr(cp) in "\t\n\r" or categories[cp] in ("Zs", "Zl", "Zp")
+        # The plain space is left out: rewriting it to itself is costly.
+        return cp != 0x20 and (chr(cp) in "\t\n\r"
+                               or categories[cp] in ("Zs", "Zl", "Zp"))
 
     def punctuation(cp):
         return (33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96
                 or 123 <= cp <= 126 or categories[cp][0] == "P")
 
+    def isolated(cp):
+        return punctuation(cp) or tokenization.is_cjk_char(cp)
+
     return {
         "dropped": _regex_class(dropped),
         "separator": _regex_class(separator),
-        "punctuation": _regex_class(punctuation),
+        "isolated": _regex_class(isolated),
         "nonspacing_mark": _regex_class(lambda cp: categories[cp] == "Mn"),
-        "cjk": _ranges_to_class(tokenization.CJK_RANGES),
     }
 
 
@@ -131,12 +135,15 @@ class GraphTokenizer(tf.Module):
         classes = self._classes
         text = tf.strings.regex_replace(strings, classes["dropped"], "")
         text = tf.strings.regex_replace(text, classes["separator"], " ")
-        text = tf.strings.regex_replace(text, classes["cjk"], r" \0 ")
         if self.do_lower_case:
             text = tf.strings.lower(text, encoding="utf-8")
             text = tf_text.normalize_utf8(text, "NFD")
             text = tf.strings.regex_replace(text, classes["nonspacing_mark"], "")
-        return tf.strings.regex_replace(text, classes["punctuation"], r" \0 ")
+        # Google isolates ideographs before lower-casing and punctuation
+        # after; doing both here is equivalent (ideographs are caseless, not
+        # case-ignorable, and NFD maps none into or out of the CJK blocks)
+        # and saves a pass.
+        return tf.strings.regex_replace(text, classes["isolated"], r" \0 ")
 
     def tokenize(self, strings) -> tf.RaggedTensor:
         """Token ids, int32 [batch, (pieces)], for a [batch] string tensor."""

@@ -43,8 +43,9 @@ flags.DEFINE_integer("max_ngram", 1,
                      "Mask spans of up to this many units (words with --do_whole_word_mask), "
                      "span length n drawn with probability proportional to 1/n.")
 flags.DEFINE_bool("dynamic_masking", False,
-                  "Write unmasked records (with word_starts) for masking in the input "
-                  "pipeline at every epoch.")
+                  "Write unmasked records for masking in the input pipeline at every "
+                  "epoch; their word_starts feature marks whole words (and lexicon "
+                  "phrases) whatever --do_whole_word_mask says.")
 flags.DEFINE_integer("documents_per_chunk", 1000,
                      "Documents shuffled together per worker; random next segments come "
                      "from the same chunk. Bounds memory.")

@@ -186,13 +186,16 @@ class LineTokenizer:
     presegmented text, or from jieba.
     """
 
-    _CACHE_LIMIT = 1 << 20
+    # Chunks remembered before the cache starts afresh (bounds memory).
+    _CACHE_LIMIT = 1 << 18
 
     def __init__(self, tokenizer: tokenization.FullTokenizer, config: PretrainingDataConfig):
         self._tokenizer = tokenizer
         self._vocab = tokenizer.vocab
         self._segmenter = config.word_segmenter
-        self._whole_words = config.do_whole_word_mask
+        # Unmasked records always carry word starts: the input pipeline
+        # chooses whether its masks respect them.
+        self._whole_words = config.do_whole_word_mask or config.dynamic_masking
         self._want_units = config.masks_words or config.max_ngram > 1 or config.dynamic_masking
         self._is_continuation = [token.startswith("##") for token in tokenizer.vocab]
         self._ids_cache: dict[str, list[int]] = {}
@@ -258,19 +261,19 @@ class LineTokenizer:
                         f"{path}:{line_number}: invalid UTF-8 in --masking_lexicon") from None
                 if not phrase:
                     continue
-                ids, _ = self._segment_words(phrase)
+                ids = self._phrase_ids(phrase)
                 if len(ids) > 1:
                     self._phrases.setdefault(ids[0], []).append(tuple(ids))
         for candidates in self._phrases.values():
             candidates.sort(key=len, reverse=True)
 
-    def _segment_words(self, text: str) -> tuple[list[int], list[bool]]:
+    def _phrase_ids(self, phrase: str) -> list[int]:
+        """Token ids of a lexicon entry, segmented like the corpus text."""
         saved, self._phrases = self._phrases, {}
         try:
-            ids, starts = self(text)
+            return self(phrase)[0]
         finally:
             self._phrases = saved
-        return ids, starts
 
     def _merge_phrases(self, ids: list[int], word_starts: list[bool],
                        unit_starts: list[bool]) -> None:

@@ -141,7 +141,11 @@ def pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int,
     if shard_files and num_pipelines > 1:
         dataset = dataset.shard(num_pipelines, pipeline_id)
     if is_training:
-        dataset = dataset.shuffle(len(files), seed=seed).repeat()
+        if shard_files:
+            dataset = dataset.shuffle(len(files), seed=seed)
+        # else: every pipeline must see the same file order for the record
+        # shards to stay disjoint, even without a seed.
+        dataset = dataset.repeat()
     if is_training:
         dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
                                      num_parallel_calls=AUTOTUNE, deterministic=True)

@@ -20,7 +20,8 @@ Where the two can still disagree:
     between Python's Unicode version (`unicodedata.unidata_version`) and
     the ICU version inside TensorFlow: only code points assigned in recent
     Unicode versions; none occur in the English, Chinese or GLUE data;
-  * invalid UTF-8: FullTokenizer raises, the graph ops do not validate.
+  * invalid UTF-8: FullTokenizer raises ValueError; the graph does not
+    validate, and a word holding bad bytes comes out as [UNK].
 Everything else (controls, zero-width and unassigned code points, emoji,
 combining marks, CJK extension blocks, full-width forms, words over 200
 characters) gives the same ids.
@@ -148,6 +149,8 @@ class GraphTokenizer(tf.Module):
     def tokenize(self, strings) -> tf.RaggedTensor:
         """Token ids, int32 [batch, (pieces)], for a [batch] string tensor."""
         strings = tf.convert_to_tensor(strings, tf.string)
+        if strings.shape.rank not in (None, 1):
+            raise ValueError(f"tokenize expects a [batch] string tensor, got shape {strings.shape}")
         words = tf.strings.split(self.normalize(strings))
         too_long = (tf.strings.length(words.flat_values, unit="UTF8_CHAR")
                     > tokenization.MAX_INPUT_CHARS_PER_WORD)

@@ -236,15 +236,23 @@ class BasicTokenizer:
         self.do_lower_case = do_lower_case
 
     def tokenize(self, text: str | bytes) -> list[str]:
-        text = convert_to_unicode(text).translate(_CLEAN_AND_SPLIT_CJK)
-        pieces = []
-        for token in text.split():
-            if self.do_lower_case:
-                token = strip_accents(token.lower())
-            # Padding punctuation with spaces then splitting gives exactly
-            # Google's "each punctuation mark is its own token" rule.
-            pieces.extend(token.translate(_PAD_PUNCTUATION).split())
-        return pieces
+        words = []
+        for token in self.split_tokens(text):
+            words.extend(self.split_token(token))
+        return words
+
+    @staticmethod
+    def split_tokens(text: str | bytes) -> list[str]:
+        """Cleans text and splits it on whitespace and around ideographs."""
+        return convert_to_unicode(text).translate(_CLEAN_AND_SPLIT_CJK).split()
+
+    def split_token(self, token: str) -> list[str]:
+        """Case-folds one token and splits it into words at punctuation."""
+        if self.do_lower_case:
+            token = strip_accents(token.lower())
+        # Padding punctuation with spaces then splitting gives exactly
+        # Google's "each punctuation mark is its own word" rule.
+        return token.translate(_PAD_PUNCTUATION).split()
 
 
 def strip_accents(text: str) -> str:
@@ -296,7 +304,10 @@ class WordpieceTokenizer:
 class FullTokenizer:
     """Basic tokenization followed by WordPiece: Google's end-to-end tokenizer."""
 
-    _CACHE_LIMIT = 1 << 20
+    # Caches are emptied when full, which bounds their memory to tens of MB.
+    # Long chunks (a Chinese line has no spaces) seldom repeat: not cached.
+    _CACHE_LIMIT = 1 << 18
+    _LONGEST_CACHED_CHUNK = 64
 
     def __init__(self, vocab_file: str | os.PathLike, do_lower_case: bool = True):
         self.vocab = load_vocab(vocab_file)
@@ -305,7 +316,7 @@ class FullTokenizer:
         self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case)
         self.wordpiece_tokenizer = WordpieceTokenizer(vocab=self.vocab)
         self._chunk_pieces: dict[str, tuple[str, ...]] = {}
-        self._word_pieces: dict[str, list[str]] = {}
+        self._token_pieces: dict[str, list[str]] = {}
 
     def tokenize(self, text: str | bytes) -> list[str]:
         cache = self._chunk_pieces
@@ -314,24 +325,27 @@ class FullTokenizer:
             pieces = cache.get(chunk)
             if pieces is None:
                 pieces = self._tokenize_chunk(chunk)
-                if len(cache) >= self._CACHE_LIMIT:
-                    cache.clear()
-                cache[chunk] = pieces
+                if len(chunk) <= self._LONGEST_CACHED_CHUNK:
+                    if len(cache) >= self._CACHE_LIMIT:
+                        cache.clear()
+                    cache[chunk] = pieces
             output.extend(pieces)
         return output
 
     def _tokenize_chunk(self, chunk: str) -> tuple[str, ...]:
-        # Chinese has no spaces, so chunks rarely repeat but words (single
-        # ideographs) do: remember the pieces of each word as well.
-        cache = self._word_pieces
+        # Chinese has no spaces, so chunks rarely repeat, but the tokens
+        # inside them (single ideographs) do: remember those as well.
+        cache = self._token_pieces
         if len(cache) >= self._CACHE_LIMIT:
             cache.clear()
         pieces = []
-        for word in self.basic_tokenizer.tokenize(chunk):
-            word_pieces = cache.get(word)
-            if word_pieces is None:
-                word_pieces = cache[word] = self.wordpiece_tokenizer._split_word(word)
-            pieces.extend(word_pieces)
+        for token in self.basic_tokenizer.split_tokens(chunk):
+            token_pieces = cache.get(token)
+            if token_pieces is None:
+                token_pieces = cache[token] = [
+                    piece for word in self.basic_tokenizer.split_token(token)
+                    for piece in self.wordpiece_tokenizer._split_word(word)]
+            pieces.extend(token_pieces)
         return tuple(pieces)
 
     def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:

@@ -143,6 +143,8 @@ def test_pack_rejects_bad_arguments(uncased_pair):
         graph.pack([ids, ids, ids], 16)
     with pytest.raises(ValueError, match="seq_length"):
         graph.pack([ids, ids], 3)
+    with pytest.raises(ValueError, match="batch"):
+        graph.tokenize("a single string, not a batch")
 
 
 def test_special_tokens_are_google_uncased_ids(uncased_pair):

@@ -35,8 +35,7 @@ flags.DEFINE_float("num_train_epochs", 1.0, "Passes over the (sub-sampled) train
 flags.DEFINE_float("warmup_proportion", 0.1, "Share of steps with linear warm-up.")
 flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.")
 flags.DEFINE_integer("iterations_per_loop", 50, "Steps per compiled training loop call.")
-flags.DEFINE_integer("seed", 12345, "Random seed (data order, dropout, head init).")
-flags.DEFINE_integer("max_train_examples", 20000,
+flags.DEFINE_integer("max_train_examples", 40000,
                      "Train on a random subset of this many examples (0: all).")
 flags.DEFINE_integer("doc_stride", None, "Split texts longer than max_seq_length into "
                      "windows this many tokens apart (logits averaged) instead of truncating.")

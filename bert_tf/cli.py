@@ -64,6 +64,7 @@ def define_training_flags() -> None:
                       "adamw: Google's AdamWeightDecay; lamb: layer-wise adaptive.")
     flags.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints to keep in output_dir.")
     flags.DEFINE_integer("log_steps", 100, "Steps between logged/summarised metrics.")
+    flags.DEFINE_integer("seed", 12345, "Random seed: data order, dropout, initialisation.")
 
 
 def pretrained_from_flags(FLAGS):

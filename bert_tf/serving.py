@@ -1,9 +1,9 @@
 """Serving SavedModels: raw strings in, class probabilities out.
 
 Tokenization runs in the graph (`text_graph.GraphTokenizer`), so a client
-needs nothing but `tf.saved_model.load` (tensorflow-text's ops register
-themselves when the SavedModel is loaded through `bert_tf.serving.load`, or
-after `import tensorflow_text`).
+needs no tokenizer and no bert_tf: `import tensorflow_text` (which registers
+the tokenizer's ops, as for any TF-Hub BERT preprocessor) and
+`tf.saved_model.load(export_dir)`. `bert_tf.serving.load` does both.
 
 Signatures of an exported classifier:
   serving_default(text: string [batch]) -> probabilities [batch, labels]

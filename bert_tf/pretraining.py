@@ -1,0 +1,128 @@
+"""Masked-LM + next-sentence pretraining on the shared trainer.
+
+`PretrainingTask` defines the two losses exactly as Google's
+`run_pretraining.py` does: the masked-LM loss is the weighted mean negative
+log-likelihood over the real (weight 1) predictions, the NSP loss the mean
+cross-entropy, and the training loss their sum. `run_pretraining(settings)`
+is the script's body as a library call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import tensorflow as tf
+from absl import logging
+
+from bert_tf import input_pipeline, modeling, pretrained, trainer
+
+
+class PretrainingTask:
+    def __init__(self, config: modeling.BertConfig, source: pretrained.Pretrained | None = None):
+        self.config = config
+        self.source = source
+
+    def build_model(self):
+        return modeling.BertPretrainer(self.config)
+
+    def initialize(self, model) -> None:
+        # Continued pretraining: encoder weights are required, heads are
+        # used when the checkpoint has them; optimizer slots never are.
+        if self.source is not None and self.source.checkpoint:
+            report = self.source.restore(model, required=("bert/",))
+            if report is not None:
+                logging.info("Initialised %d variables from %s (fresh: %s)",
+                             len(report.restored), self.source.checkpoint,
+                             ", ".join(report.missing) or "none")
+
+    def loss_counts(self, batch):
+        return {"masked_lm": tf.reduce_sum(batch["masked_lm_weights"]),
+                "next_sentence": tf.cast(tf.shape(batch["next_sentence_labels"])[0], tf.float32)}
+
+    def forward(self, model, batch, training: bool) -> trainer.TaskOutputs:
+        outputs = model(batch, training=training)
+        mlm_logits = outputs["masked_lm_logits"]
+        weights = tf.cast(batch["masked_lm_weights"], tf.float32)
+        mlm_ids = tf.cast(batch["masked_lm_ids"], tf.int32)
+        mlm_nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=mlm_ids, logits=mlm_logits)
+        mlm_correct = tf.cast(tf.equal(tf.argmax(mlm_logits, -1, output_type=tf.int32), mlm_ids),
+                              tf.float32) * weights
+
+        nsp_logits = outputs["next_sentence_logits"]
+        nsp_labels = tf.reshape(tf.cast(batch["next_sentence_labels"], tf.int32), [-1])
+        nsp_nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=nsp_labels, logits=nsp_logits)
+        nsp_correct = tf.cast(tf.equal(tf.argmax(nsp_logits, -1, output_type=tf.int32), nsp_labels),
+                              tf.float32)
+        count = tf.cast(tf.shape(nsp_labels)[0], tf.float32)
+        return trainer.TaskOutputs(
+            losses={"masked_lm": tf.reduce_sum(mlm_nll * weights),
+                    "next_sentence": tf.reduce_sum(nsp_nll)},
+            metrics={"masked_lm_accuracy": (tf.reduce_sum(mlm_correct), tf.reduce_sum(weights)),
+                     "next_sentence_accuracy": (tf.reduce_sum(nsp_correct), count)})
+
+
+@dataclasses.dataclass
+class PretrainingSettings:
+    """Everything `run_pretraining.py`'s flags say, as one value."""
+
+    config: modeling.BertConfig
+    input_file: str
+    output_dir: str
+    source: pretrained.Pretrained | None = None
+    eval_input_file: str | None = None
+    do_train: bool = True
+    do_eval: bool = False
+    max_seq_length: int = 128
+    max_predictions_per_seq: int = 20
+    train_batch_size: int = 32
+    eval_batch_size: int = 8
+    max_eval_steps: int = 100
+    dynamic_masking: input_pipeline.DynamicMasking | None = None
+    trainer_config: dict = dataclasses.field(default_factory=dict)
+
+
+def run_pretraining(settings: PretrainingSettings, strategy=None) -> dict:
+    """Trains (resuming from output_dir) and/or evaluates; returns eval results."""
+    if not (settings.do_train or settings.do_eval):
+        raise ValueError("At least one of --do_train or --do_eval must be set")
+    if settings.max_seq_length > settings.config.max_position_embeddings:
+        raise ValueError(f"--max_seq_length {settings.max_seq_length} exceeds the model's "
+                         f"max_position_embeddings {settings.config.max_position_embeddings}")
+    os.makedirs(settings.output_dir, exist_ok=True)
+    task = PretrainingTask(settings.config, settings.source)
+    runner = trainer.Trainer(
+        task, trainer.TrainerConfig(model_dir=settings.output_dir, **settings.trainer_config),
+        strategy)
+    seed = runner.config.seed
+
+    def dataset_fn(files, batch_size, is_training):
+        def fn(context):
+            return input_pipeline.pretraining_dataset(
+                files, batch_size, settings.max_seq_length, settings.max_predictions_per_seq,
+                is_training=is_training, input_context=context, seed=seed,
+                dynamic_masking=settings.dynamic_masking)
+        return fn
+
+    if settings.do_train:
+        runner.train(dataset_fn(settings.input_file, settings.train_batch_size, True))
+    elif not runner.restore_latest():
+        task.initialize(runner.model)
+
+    results = {}
+    if settings.do_eval:
+        files = settings.eval_input_file or settings.input_file
+        values = runner.evaluate(dataset_fn(files, settings.eval_batch_size, False),
+                                 max_steps=settings.max_eval_steps)
+        results = {
+            "masked_lm_accuracy": values["masked_lm_accuracy"],
+            "masked_lm_loss": values["masked_lm"],
+            "next_sentence_accuracy": values["next_sentence_accuracy"],
+            "next_sentence_loss": values["next_sentence"],
+            "loss": values["loss"],
+            "global_step": int(runner.global_step.numpy()),
+        }
+        text = "".join(f"{key} = {value}\n" for key, value in sorted(results.items()))
+        modeling.write_text_atomic(os.path.join(settings.output_dir, "eval_results.txt"), text)
+        print("***** Eval results *****\n" + text, end="", flush=True)
+    return results

@@ -137,24 +137,24 @@ def pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int,
     pipeline_id = input_context.input_pipeline_id if input_context else 0
     shard_files = len(files) >= num_pipelines
 
+    def read(path):
+        records = tf.data.TFRecordDataset(path)
+        # Fewer files than pipelines: each pipeline takes its share of every
+        # file (sharding inside the file keeps the shares fixed across epochs).
+        if not shard_files:
+            records = records.shard(num_pipelines, pipeline_id)
+        return records
+
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if shard_files and num_pipelines > 1:
         dataset = dataset.shard(num_pipelines, pipeline_id)
     if is_training:
-        if shard_files:
-            dataset = dataset.shuffle(len(files), seed=seed)
-        # else: every pipeline must see the same file order for the record
-        # shards to stay disjoint, even without a seed.
-        dataset = dataset.repeat()
-    if is_training:
-        dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
+        dataset = dataset.shuffle(len(files), seed=seed).repeat()
+        dataset = dataset.interleave(read, cycle_length=min(len(files), 8),
                                      num_parallel_calls=AUTOTUNE, deterministic=True)
-    else:
-        dataset = dataset.flat_map(tf.data.TFRecordDataset)
-    if not shard_files and num_pipelines > 1:
-        dataset = dataset.shard(num_pipelines, pipeline_id)
-    if is_training:
         dataset = dataset.shuffle(shuffle_buffer_size, seed=seed)
+    else:
+        dataset = dataset.flat_map(read)
     dataset = dataset.batch(batch_size, drop_remainder=is_training)
     dataset = dataset.map(lambda records: _to_model_inputs(tf.io.parse_example(records, spec)),
                           num_parallel_calls=AUTOTUNE, deterministic=True)

@@ -232,3 +232,16 @@ def test_dynamic_masks_change_each_epoch_but_repeat_with_the_seed(dynamic_files,
     repeats = [m for m in masks_by_record.values() if len(m) > 1]
     assert len(repeats) > 100
     assert np.mean([len(set(m)) > 1 for m in repeats]) > 0.9
+
+
+def test_training_record_shards_are_disjoint_without_a_seed(static_files):
+    seen = []
+    for pipeline_id in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2,
+                                             input_pipeline_id=pipeline_id,
+                                             num_replicas_in_sync=2)
+        dataset = input_pipeline.pretraining_dataset(static_files[:1], 16, SEQ, PRED, True,
+                                                     input_context=context)
+        seen.append({row.tobytes() for b in dataset.take(10)
+                     for row in b["input_word_ids"].numpy()})
+    assert len(seen[0]) > 50 and not seen[0] & seen[1]

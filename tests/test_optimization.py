@@ -176,3 +176,18 @@ def test_optimizer_config_round_trip():
     assert clone.weight_decay_rate == 0.02
     assert clone.exclude_from_weight_decay == list(optimization.DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY)
     assert float(clone.learning_rate) == pytest.approx(0.0)
+
+
+def test_bert_parameters_decay_exactly_as_google_names_them():
+    # Google decides by its checkpoint names; we decide by Keras paths. The
+    # model's checkpoint map pairs the two for every parameter.
+    import re
+
+    modeling = pytest.importorskip("bert_tf.modeling")
+    config = modeling.BertConfig(vocab_size=40, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=16, max_position_embeddings=8, type_vocab_size=2)
+    table = modeling.BertPretrainer(config).checkpoint_map()
+    opt = optimization.AdamWeightDecay(weight_decay_rate=0.01)
+    google = {name: not re.search("LayerNorm|layer_norm|bias", name) for name in table}
+    assert 0 < sum(google.values()) < len(google)
+    assert {name: opt._decays(var) for name, var in table.items()} == google

@@ -8,6 +8,7 @@ accumulated runs. Subprocesses are bounded by timeouts and killed on failure.
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -183,6 +184,81 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path):
     # The per-example weights differ between micro-batches, so averaging
     # micro-batch means (instead of dividing by the global count) would fail.
     assert max_diff(big, accumulated) < 2e-6
+
+
+def test_xla_step_with_accumulation_equals_plain_step(tmp_path):
+    def run(name, global_batch, accumulation, use_xla):
+        config = trainer.TrainerConfig(model_dir=str(tmp_path / name), num_train_steps=4, learning_rate=0.05,
+                                       steps_per_loop=2, gradient_accumulation_steps=accumulation,
+                                       use_xla=use_xla, seed=3)
+        result = trainer.Trainer(toy.ToyTask(), config, distribution.get_strategy("one_device"))
+        result.train(toy.dataset_fn_for(global_batch))
+        return toy.weights(result)
+
+    assert max_diff(run("plain", 16, 1, False), run("xla", 8, 2, True)) < 2e-6
+
+
+def _pretraining_batches(config, num_examples, seq_length=12, predictions=4, seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(4, seq_length + 1, size=num_examples)
+    mask = (np.arange(seq_length)[None, :] < lengths[:, None]).astype("int32")
+    real_predictions = rng.integers(1, predictions + 1, size=num_examples)
+    return {
+        "input_word_ids": (rng.integers(1, config.vocab_size, size=(num_examples, seq_length)) * mask).astype("int32"),
+        "input_mask": mask,
+        "input_type_ids": (np.arange(seq_length)[None, :] >= lengths[:, None] // 2).astype("int32") * mask,
+        "masked_lm_positions": rng.integers(0, 4, size=(num_examples, predictions)).astype("int32"),
+        "masked_lm_ids": rng.integers(1, config.vocab_size, size=(num_examples, predictions)).astype("int32"),
+        "masked_lm_weights": (np.arange(predictions)[None, :] < real_predictions[:, None]).astype("float32"),
+        "next_sentence_labels": rng.integers(0, 2, size=(num_examples, 1)).astype("int32"),
+    }
+
+
+def test_bert_pretraining_with_accumulation_matches_a_big_batch_reference(tmp_path):
+    """Tiny BERT, 4 micro-batches of 4 against eager gradients on 16 + numpy Adam."""
+    modeling = pytest.importorskip("bert_tf.modeling")
+    pretraining = pytest.importorskip("bert_tf.pretraining")
+    config = modeling.BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                 intermediate_size=32, max_position_embeddings=16, type_vocab_size=2,
+                                 hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    data = _pretraining_batches(config, 32)
+    settings = trainer.TrainerConfig(model_dir=str(tmp_path), num_train_steps=2, learning_rate=1e-2,
+                                     steps_per_loop=2, gradient_accumulation_steps=4, seed=4)
+    run = trainer.Trainer(pretraining.PretrainingTask(config), settings, distribution.get_strategy("one_device"))
+    initial = toy.weights(run)
+    run.train(lambda context: tf.data.Dataset.from_tensor_slices(data).batch(4))
+
+    reference = modeling.BertPretrainer(config)
+    names = {id(var): name for name, var in reference.checkpoint_map().items()}
+    decayed = [not re.search("LayerNorm|layer_norm|bias", names[id(v)]) for v in reference.trainable_variables]
+    for var, value in zip(reference.trainable_variables, initial):
+        var.assign(value)
+    params = [w.astype(np.float64) for w in initial]
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    for step in range(2):
+        batch = {k: tf.constant(x[16 * step:16 * step + 16]) for k, x in data.items()}
+        with tf.GradientTape() as tape:
+            out = reference(batch, training=True)
+            weights = batch["masked_lm_weights"]
+            mlm = tf.nn.sparse_softmax_cross_entropy_with_logits(batch["masked_lm_ids"], out["masked_lm_logits"])
+            nsp = tf.nn.sparse_softmax_cross_entropy_with_logits(batch["next_sentence_labels"][:, 0],
+                                                                 out["next_sentence_logits"])
+            loss = tf.reduce_sum(mlm * weights) / tf.reduce_sum(weights) + tf.reduce_mean(nsp)
+        grads = [tf.convert_to_tensor(g).numpy().astype(np.float64)
+                 for g in tape.gradient(loss, reference.trainable_variables)]
+        norm = np.sqrt(sum((g * g).sum() for g in grads))
+        grads = [g / max(norm, 1.0) for g in grads]
+        for i, g in enumerate(grads):
+            m[i] = 0.9 * m[i] + 0.1 * g
+            v[i] = 0.999 * v[i] + 0.001 * g * g
+            update = m[i] / (np.sqrt(v[i]) + 1e-6) + (0.01 * params[i] if decayed[i] else 0.0)
+            params[i] = params[i] - 1e-2 * (1 - step / 2) * update
+        for var, value in zip(reference.trainable_variables, params):
+            var.assign(value.astype(np.float32))
+    # Micro-batches hold different numbers of real masked positions, so only
+    # global normalisation over all of them reproduces the big-batch step.
+    assert max_diff(toy.weights(run), params) < 5e-6
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])

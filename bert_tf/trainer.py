@@ -12,7 +12,11 @@ micro-batches of b, take the same step as one device with batch 2b or k*b.
 Resuming: the dataset returned by `dataset_fn` must be deterministic (fixed
 shuffle seeds). After restoring step s the trainer skips the s * k *
 replicas-per-pipeline batches each input pipeline had already produced, which
-is exact and needs no iterator state in the checkpoint.
+is exact and needs no iterator state in the checkpoint. A run killed at any
+moment resumes from its last complete checkpoint: CheckpointManager renames
+finished data files into place and only then atomically rewrites the
+'checkpoint' file that names the latest one. All micro-batches of an update
+run inside one call, so no accumulation state is ever left to save.
 """
 
 from __future__ import annotations

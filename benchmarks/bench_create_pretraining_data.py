@@ -132,7 +132,8 @@ def main() -> None:
         tree_peak = statistics.median(r["tree_peak"] for r in runs)
         # Largest process reaped so far (kilobytes on Linux).
         single = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-        print(f"{workers:>7} {instances:>9} {seconds:>8.2f} {cpu:>6.2f} {instances / seconds:>8.0f} "
+        print(f"{workers:>7} {instances:>9} {seconds:>8.2f} {cpu:>6.2f} "
+              f"{instances / seconds:>8.0f} "
               f"{megabytes / seconds:>6.2f} {tree_peak / 2**20:>11.0f} MiB "
               f"{single / 2**20:>11.0f} MiB")
 

@@ -32,7 +32,6 @@ import logging
 import multiprocessing
 import os
 import random
-import struct
 import time
 from typing import Iterator, Sequence
 
@@ -333,6 +332,10 @@ def _truncate_pair(a: list, b: list, max_num_tokens: int, rng: random.Random,
     return a, b, a_units, b_units
 
 
+def _joined(parts: Sequence[list], indexes: Sequence[int]) -> list:
+    return [item for index in indexes for item in parts[index]]
+
+
 def _partial_shuffle(rng: random.Random, items: list, count: int) -> list:
     """`count` distinct items drawn uniformly: a Fisher-Yates shuffle stopped early.
 
@@ -383,8 +386,8 @@ class InstanceMaker:
             chunk_length += len(segments[i])
             if i == len(segments) - 1 or chunk_length >= target_length:
                 a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
-                a = [t for s in chunk[:a_end] for t in segments[s]]
-                a_units = [u for s in chunk[:a_end] for u in segment_units[s]] if with_units else None
+                a = _joined(segments, chunk[:a_end])
+                a_units = _joined(segment_units, chunk[:a_end]) if with_units else None
                 if len(chunk) == 1 or rng.random() < 0.5:
                     is_random_next = True
                     b, b_units = self._random_next(index, documents, target_length - len(a))
@@ -392,9 +395,8 @@ class InstanceMaker:
                     i -= len(chunk) - a_end
                 else:
                     is_random_next = False
-                    b = [t for s in chunk[a_end:] for t in segments[s]]
-                    b_units = ([u for s in chunk[a_end:] for u in segment_units[s]]
-                               if with_units else None)
+                    b = _joined(segments, chunk[a_end:])
+                    b_units = _joined(segment_units, chunk[a_end:]) if with_units else None
                 a, b, a_units, b_units = _truncate_pair(
                     a, b, max_num_tokens, rng, a_units, b_units)
                 instances.append(self._mask(a, b, is_random_next, a_units, b_units))
@@ -476,10 +478,11 @@ class InstanceMaker:
         for start in order:
             if len(chosen) >= num_to_predict:
                 break
-            n = 1
+            longest = 1
             if max_ngram > 1:
-                n = rng.choices(range(1, max_ngram + 1), cum_weights=self._ngram_cum_weights)[0]
-            for n in range(n, 0, -1):  # an n-gram that does not fit may shrink
+                longest = rng.choices(range(1, max_ngram + 1),
+                                      cum_weights=self._ngram_cum_weights)[0]
+            for n in range(longest, 0, -1):  # an n-gram that does not fit may shrink
                 span = range(start, start + n)
                 if span.stop > len(units) or unit_segment[span.stop - 1] != unit_segment[start]:
                     continue
@@ -673,12 +676,13 @@ def _staging_path(path: str) -> str:
 
 
 def create_pretraining_data(input_patterns: Sequence[str], output_files: Sequence[str],
-                            vocab_file: str, config: PretrainingDataConfig = PretrainingDataConfig(),
+                            vocab_file: str, config: PretrainingDataConfig | None = None,
                             num_workers: int = 1) -> list[WorkerStats]:
     """Writes pretraining TFRecords; returns per-worker statistics.
 
     All outputs appear together, and only if every worker succeeded.
     """
+    config = config or PretrainingDataConfig()
     config.validate()
     if num_workers < 1:
         raise PretrainingDataError(f"--num_workers={num_workers} must be >= 1")

@@ -114,7 +114,9 @@ def test_input_contexts_split_the_data(static_files, use_one_file):
                                                      input_context=context)
         assert dataset.element_spec["input_word_ids"].shape[0] in (None, 4)
         shards.append(_collect(dataset)["input_word_ids"])
-    rows = lambda a: sorted(map(bytes, a))  # noqa: E731
+    def rows(array):
+        return sorted(map(bytes, array))
+
     assert rows(np.concatenate(shards)) == rows(everything["input_word_ids"])
     assert not set(map(bytes, shards[0])) & set(map(bytes, shards[1]))
 
@@ -210,7 +212,10 @@ def test_dynamic_masks_follow_googles_rule(dynamic_files, dynamic_records, vocab
 def test_dynamic_masks_change_each_epoch_but_repeat_with_the_seed(dynamic_files,
                                                                  dynamic_records):
     epoch = len(dynamic_records["input_ids"]) // 32
-    training = lambda: _dynamic(dynamic_files, 3, True, is_training=True)  # noqa: E731
+
+    def training():
+        return _dynamic(dynamic_files, 3, True, is_training=True)
+
     run = [{k: v.numpy() for k, v in b.items()} for b in training().take(2 * epoch + 2)]
     again = [b["masked_lm_positions"].numpy() for b in training().take(2 * epoch + 2)]
     np.testing.assert_array_equal(np.stack([b["masked_lm_positions"] for b in run]),

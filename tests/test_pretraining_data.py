@@ -4,8 +4,6 @@ Records are read back with TensorFlow and a feature spec written here from
 Google's documented format, never with the code under test.
 """
 
-import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -167,7 +165,8 @@ def test_records_have_googles_layout(brown_records):
         n = lengths[row]
         seps = np.flatnonzero(unmasked_ids(brown_records)[row, :n] == SEP)
         assert len(seps) == 2 and seps[1] == n - 1 and 1 < seps[0] < n - 2
-        assert (segments[row, :seps[0] + 1] == 0).all() and (segments[row, seps[0] + 1:n] == 1).all()
+        assert (segments[row, :seps[0] + 1] == 0).all()
+        assert (segments[row, seps[0] + 1:n] == 1).all()
     assert lengths.max() <= SEQ
 
 

@@ -16,13 +16,16 @@ whole units in random order, 80% [MASK], 10% random token, 10% unchanged.
 With a seed, the stream is reproducible, masks included: a resumed run can
 `skip()` the batches it has already seen. Files are checked when the
 pipeline is built, so a wrong or corrupt file is reported by name rather
-than as an anonymous error in the middle of training.
+than as an anonymous error in the middle of training; damage further into
+a file is named by `verify_all_records=True` or, during iteration, by the
+`naming_bad_files` context.
 
 The classification pipeline lives in `bert_tf.classifier_data`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import tensorflow as tf
@@ -102,10 +105,34 @@ def validate_record_file(path: str, spec, verify_all_records: bool = False) -> N
             f"{path}: records do not match the expected features ({expected}): "
             f"{error.message}") from None
     if verify_all_records:
-        try:
-            records.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1)
-        except tf.errors.DataLossError as error:
-            raise InputFileError(f"{path}: corrupt or truncated ({error.message})") from None
+        _count_records(path)
+
+
+def _count_records(path: str) -> int:
+    """Reads every record of `path` (checking CRCs); InputFileError names the file."""
+    try:
+        return int(tf.data.TFRecordDataset(path).reduce(
+            tf.constant(0, tf.int64), lambda count, _: count + 1))
+    except tf.errors.DataLossError as error:
+        raise InputFileError(f"{path}: corrupt or truncated ({error.message})") from None
+
+
+@contextlib.contextmanager
+def naming_bad_files(file_patterns):
+    """Turns a read error while iterating into an InputFileError naming the file.
+
+    TensorFlow reports a corrupt record without its file. Wrap the loop that
+    consumes a pipeline; on such an error the files are scanned to find it:
+
+        with naming_bad_files(patterns):
+            for batch in pretraining_dataset(patterns, ...): ...
+    """
+    try:
+        yield
+    except tf.errors.DataLossError:
+        for path in expand_file_patterns(file_patterns):
+            _count_records(path)
+        raise
 
 
 def pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int,

@@ -138,6 +138,15 @@ def test_truncated_file_is_named_when_all_records_are_verified(static_files, tmp
     with pytest.raises(input_pipeline.InputFileError, match="truncated.tfrecord"):
         input_pipeline.pretraining_dataset([str(truncated)], 4, SEQ, PRED, True,
                                            verify_all_records=True)
+    files = [static_files[1], str(truncated)]
+    dataset = input_pipeline.pretraining_dataset(files, 4, SEQ, PRED, False)
+    with pytest.raises(tf.errors.DataLossError):
+        for _ in dataset:
+            pass
+    with pytest.raises(input_pipeline.InputFileError, match="truncated.tfrecord"):
+        with input_pipeline.naming_bad_files(files):
+            for _ in dataset:
+                pass
 
 
 def test_wrong_shapes_and_wrong_kind_of_records_are_named(static_files, dynamic_files):

@@ -7,8 +7,8 @@ greedy longest-match-first `WordpieceTokenizer`.
 
 Two deliberate differences, neither of which changes an id:
   * `FullTokenizer.tokenize` caches the pieces of each whitespace-separated
-    chunk and the character classes, so that repeated words cost one dict
-    lookup (real text is very repetitive);
+    chunk and of each token inside it, and the class of each character, so
+    that a repeated word costs one dict lookup (real text is repetitive);
   * `convert_to_unicode` rejects invalid UTF-8 instead of silently dropping
     bytes, so that corrupt input is noticed.
 
@@ -277,10 +277,11 @@ class WordpieceTokenizer:
     def tokenize(self, text: str | bytes) -> list[str]:
         output = []
         for word in convert_to_unicode(text).split():
-            output.extend(self._split_word(word))
+            output.extend(self.tokenize_word(word))
         return output
 
-    def _split_word(self, word: str) -> list[str]:
+    def tokenize_word(self, word: str) -> list[str]:
+        """The pieces of one word, or [UNK] if it is too long or unsplittable."""
         if len(word) > self.max_input_chars_per_word:
             return [self.unk_token]
         vocab, longest = self.vocab, self._longest_entry
@@ -344,7 +345,7 @@ class FullTokenizer:
             if token_pieces is None:
                 token_pieces = cache[token] = [
                     piece for word in self.basic_tokenizer.split_token(token)
-                    for piece in self.wordpiece_tokenizer._split_word(word)]
+                    for piece in self.wordpiece_tokenizer.tokenize_word(word)]
             pieces.extend(token_pieces)
         return tuple(pieces)
 

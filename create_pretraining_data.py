@@ -8,6 +8,8 @@ names and defaults of Google's script; the rest are extensions.
       --vocab_file=vocab.txt --num_workers=2
 """
 
+import sys
+
 from absl import app, flags, logging
 
 from bert_tf import pretraining_data
@@ -68,9 +70,12 @@ def main(_):
         documents_per_chunk=FLAGS.documents_per_chunk,
     )
     outputs = FLAGS.output_file.split(",")
-    stats = pretraining_data.create_pretraining_data(
-        FLAGS.input_file.split(","), outputs, FLAGS.vocab_file, config,
-        num_workers=FLAGS.num_workers)
+    try:
+        stats = pretraining_data.create_pretraining_data(
+            FLAGS.input_file.split(","), outputs, FLAGS.vocab_file, config,
+            num_workers=FLAGS.num_workers)
+    except (pretraining_data.PretrainingDataError, FileNotFoundError) as error:
+        sys.exit(f"create_pretraining_data.py: error: {error}")
     seconds = max(s.seconds for s in stats)
     instances = sum(s.instances for s in stats)
     logging.info("Wrote %d instances from %d documents in %.1f s (%.0f instances/s) to:",

@@ -508,6 +508,17 @@ def test_command_line_writes_round_robin_outputs(tmp_path, brown_slice, uncased_
     assert max(counts) - min(counts) <= 1 and sum(counts) > 1000
 
 
+def test_command_line_reports_bad_input_without_a_traceback(tmp_path, uncased_vocab):
+    corpus = tmp_path / "bad.txt"
+    corpus.write_bytes(b"fine .\n\xc3\n")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "create_pretraining_data.py"), f"--input_file={corpus}",
+         f"--output_file={tmp_path / 'out.tfrecord'}", f"--vocab_file={uncased_vocab}"],
+        capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 1
+    assert f"{corpus}:2: invalid UTF-8" in result.stderr and "Traceback" not in result.stderr
+
+
 def _record_lengths(path):
     data = Path(path).read_bytes()
     offset = 0

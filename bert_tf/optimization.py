@@ -8,7 +8,9 @@ layer-wise trust ratio rescales. `keras.optimizers.Lamb` is not used because
 it decays weights outside that ratio.
 
 Gradient clipping is not done here: clipping needs the global norm of the
-gradient summed over all replicas, which only the trainer has.
+gradient summed over all replicas, which only the trainer has. The trainer
+therefore sums gradients across replicas itself and builds these optimizers
+with `aggregate_gradients=False`, so they do not sum them a second time.
 """
 
 from __future__ import annotations
@@ -44,10 +46,12 @@ class _DecoupledDecayOptimizer(keras.optimizers.Optimizer):
         beta_2: float = 0.999,
         epsilon: float = 1e-6,
         exclude_from_weight_decay: Sequence[str] | None = DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY,
+        aggregate_gradients: bool = True,
         name: str | None = None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.aggregate_gradients = aggregate_gradients
         if weight_decay_rate < 0:
             raise ValueError(f"weight_decay_rate must be >= 0, got {weight_decay_rate}")
         self.weight_decay_rate = weight_decay_rate
@@ -55,6 +59,14 @@ class _DecoupledDecayOptimizer(keras.optimizers.Optimizer):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.exclude_from_weight_decay = list(exclude_from_weight_decay or ())
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        # Keras' TensorFlow optimizer sums the replicas' gradients here, inside
+        # apply(). Callers that pass gradients already summed over replicas
+        # switch that off instead of paying for a second all-reduce.
+        if self.aggregate_gradients:
+            return super()._all_reduce_sum_gradients(grads_and_vars)
+        return list(grads_and_vars)
 
     def _decays(self, variable) -> bool:
         if not self.weight_decay_rate:
@@ -98,6 +110,7 @@ class _DecoupledDecayOptimizer(keras.optimizers.Optimizer):
             beta_2=self.beta_2,
             epsilon=self.epsilon,
             exclude_from_weight_decay=list(self.exclude_from_weight_decay),
+            aggregate_gradients=self.aggregate_gradients,
         )
         return config
 

@@ -122,9 +122,10 @@ class Trainer:
             self.model = task.build_model()
             if not self.model.built or not self.model.trainable_variables:
                 raise ValueError("Task.build_model() must return a built model with trainable variables")
+            # _replica_update sums gradients over replicas before clipping.
             self.optimizer = optimization.create_optimizer(
                 config.optimizer, config.learning_rate, config.num_train_steps,
-                config.num_warmup_steps, config.weight_decay_rate)
+                config.num_warmup_steps, config.weight_decay_rate, aggregate_gradients=False)
             if config.mixed_precision == "fp16":
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(self.model.trainable_variables)
@@ -215,11 +216,6 @@ class Trainer:
         grads, stats = context.all_reduce(_SUM, (grads, stats))
         stats["grad_norm"], grads = self._clip(grads)
         stats["learning_rate"] = tf.cast(self.optimizer.learning_rate, tf.float32)
-        # Keras' TF optimizer sums gradients over replicas again inside apply();
-        # every replica holds the global gradient, so hand it 1/n of it.
-        replicas = self.strategy.num_replicas_in_sync
-        if replicas > 1:
-            grads = [g / replicas for g in grads]
         self.optimizer.apply(grads, self.model.trainable_variables)
         self.global_step.assign_add(1)
         return stats

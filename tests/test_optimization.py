@@ -171,9 +171,10 @@ def test_create_optimizer_rejects_unknown_name():
 
 
 def test_optimizer_config_round_trip():
-    opt = optimization.create_optimizer("lamb", 1e-3, 100, 10, weight_decay_rate=0.02)
+    opt = optimization.create_optimizer("lamb", 1e-3, 100, 10, weight_decay_rate=0.02, aggregate_gradients=False)
     clone = optimization.Lamb.from_config(opt.get_config())
     assert clone.weight_decay_rate == 0.02
+    assert clone.aggregate_gradients is False
     assert clone.exclude_from_weight_decay == list(optimization.DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY)
     assert float(clone.learning_rate) == pytest.approx(0.0)
 

@@ -20,12 +20,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
-import tensorflow_text as tf_text  # noqa: E402
-from tokenizers import BertWordPieceTokenizer  # noqa: E402
-from transformers.models.bert import tokenization_bert_legacy as hf_legacy  # noqa: E402
+import tensorflow as tf
+import tensorflow_text as tf_text
+from tokenizers import BertWordPieceTokenizer
+from transformers.models.bert import tokenization_bert_legacy as hf_legacy
 
-from bert_tf import text_graph, tokenization  # noqa: E402
+from bert_tf import text_graph, tokenization
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 UNCASED = DATA / "vocab" / "bert_uncased_vocab.txt"

@@ -113,6 +113,7 @@ class GraphTokenizer(tf.Module):
             tokens[index] = token
         self.vocab_file = tf.saved_model.Asset(os.fspath(vocab_file))
         self.do_lower_case = bool(do_lower_case)
+        _required_id(vocab, tokenization.UNK_TOKEN, vocab_file)
         self._classes = _character_classes()
         self._wordpiece = tf_text.FastWordpieceTokenizer(
             vocab=_unique_placeholders(tokens), token_out_type=tf.int32,

@@ -26,7 +26,7 @@ import collections
 import os
 import re
 import unicodedata
-from typing import Iterable
+from collections.abc import Iterable
 
 UNK_TOKEN = "[UNK]"
 MAX_INPUT_CHARS_PER_WORD = 200
@@ -82,7 +82,7 @@ def printable_text(text: str | bytes) -> str:
     raise ValueError(f"unsupported string type: {type(text).__name__}")
 
 
-def load_vocab(vocab_file: str | os.PathLike) -> "collections.OrderedDict[str, int]":
+def load_vocab(vocab_file: str | os.PathLike) -> collections.OrderedDict[str, int]:
     """Reads a vocabulary file (one token per line) into token -> id.
 
     Like Google's loader, a token's id is its line index and each line is

@@ -23,7 +23,7 @@ import collections
 import glob
 import os
 import tempfile
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from bert_tf import tokenization
 
@@ -85,7 +85,9 @@ def learn_vocab(lines: Iterable[str], vocab_size: int, do_lower_case: bool = Tru
     (e.g. `max_token_length`, `num_iterations`).
     """
     # Imported here: it pulls in TensorFlow, which counting does not need.
-    from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
+    from tensorflow_text.tools.wordpiece_vocab import (
+        wordpiece_tokenizer_learner_lib as learner,
+    )
 
     reserved = list(reserved_tokens) + [f"[unused{i}]" for i in range(num_unused)]
     if len(set(reserved)) != len(reserved):

@@ -2,15 +2,12 @@
 Google's tokenizer in test_tokenization.py) on every line of the shared
 corpora, and `pack` against Google's packing written out in plain Python."""
 
-import os
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import tensorflow as tf  # noqa: E402
-
-from bert_tf import text_graph, tokenization  # noqa: E402
+from bert_tf import text_graph, tokenization
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 UNCASED_VOCAB = DATA / "vocab" / "bert_uncased_vocab.txt"

@@ -300,7 +300,11 @@ class Trainer:
         while step < config.num_train_steps:
             num_steps = min(config.steps_per_loop, config.num_train_steps - step,
                             _to_next(step, config.save_checkpoints_steps), _to_next(step, config.log_steps))
-            totals = self._train_loop(iterator, tf.constant(num_steps))
+            try:
+                totals = self._train_loop(iterator, tf.constant(num_steps))
+            except tf.errors.OutOfRangeError as err:
+                raise ValueError("train: dataset_fn produced no batches (or too few for one "
+                                 "update of every replica)") from err
             totals = tf.nest.map_structure(lambda t: np.float64(t.numpy()), totals)
             window = totals if window is None else tf.nest.map_structure(np.add, window, totals)
             window_steps += num_steps

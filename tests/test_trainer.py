@@ -283,6 +283,33 @@ def test_mixed_precision_trains_close_to_float32(tmp_path, precision):
     assert max_diff(toy.weights(full), toy.weights(mixed)) < 0.25 * moved
 
 
+class _HugeLossTask(toy.ToyTask):
+    """Its float16 gradients overflow at Keras' initial loss scale of 2**15."""
+
+    def forward(self, model, batch, training):
+        outputs = super().forward(model, batch, training)
+        return trainer.TaskOutputs(losses={k: 1e4 * v for k, v in outputs.losses.items()})
+
+
+def test_fp16_overflow_skips_the_update_and_halves_the_scale(tmp_path):
+    config = trainer.TrainerConfig(model_dir=str(tmp_path), num_train_steps=1, num_warmup_steps=0,
+                                   learning_rate=0.01, steps_per_loop=1, mixed_precision="fp16")
+    run = trainer.Trainer(_HugeLossTask(), config, distribution.get_strategy("one_device"))
+    before = toy.weights(run)
+    scale = float(run.optimizer.dynamic_scale.numpy())
+    run.train(toy.dataset_fn_for(16))
+    assert max_diff(before, toy.weights(run)) == 0.0
+    assert float(run.optimizer.dynamic_scale.numpy()) == scale / 2
+    assert int(run.global_step.numpy()) == 1 and int(run.optimizer.iterations.numpy()) == 0
+
+
+def test_empty_dataset_is_a_clear_error(tmp_path):
+    config = trainer.TrainerConfig(model_dir=str(tmp_path), num_train_steps=2)
+    run = trainer.Trainer(toy.ToyTask(), config, distribution.get_strategy("one_device"))
+    with pytest.raises(ValueError, match="dataset_fn produced no batches"):
+        run.train(lambda context: tf.data.Dataset.from_tensor_slices(toy.toy_data()).take(0).batch(4))
+
+
 def test_config_rejects_bad_values(tmp_path):
     with pytest.raises(ValueError, match="gradient_accumulation_steps"):
         trainer.TrainerConfig(model_dir=str(tmp_path), num_train_steps=10, gradient_accumulation_steps=0)

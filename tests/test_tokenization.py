@@ -154,6 +154,17 @@ def test_adversarial_cased_matches_reference(cased_vocab, text):
     assert ours.tokenize(text) == reference.tokenize(text)
 
 
+def test_longest_vocabulary_entries_are_matched(uncased, uncased_reference):
+    # Exercises the greedy match at the full length of the longest entries,
+    # both as whole words and as "##" continuations after a prefix.
+    longest = sorted(uncased.vocab, key=len)[-300:]
+    words = [t.removeprefix("##") for t in longest]
+    words += ["q" + t[2:] for t in longest if t.startswith("##")]
+    text = " ".join(words)
+    assert uncased.tokenize(text) == uncased_reference.tokenize(text)
+    assert max(map(len, uncased.tokenize(text))) == max(map(len, uncased.vocab))
+
+
 def test_google_word_length_limit_is_200_characters(uncased):
     assert uncased.tokenize("a" * 200) != ["[UNK]"]
     assert uncased.tokenize("a" * 201) == ["[UNK]"]

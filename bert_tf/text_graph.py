@@ -162,6 +162,9 @@ class GraphTokenizer(tf.Module):
     def pack(self, segments, seq_length: int) -> dict[str, tf.Tensor]:
         """[CLS] a [SEP] (b [SEP]), truncated like Google and padded.
 
+        `segments` holds one or two ragged id tensors [batch, (pieces)]
+        (or [batch, (words), (pieces)], as TF-Hub preprocessors return).
+
         Over-long pairs lose tokens from the end of the longer segment
         first (the second on ties), exactly as Google's `_truncate_seq_pair`.
         Returns int32 [batch, seq_length] input_word_ids, input_mask and
@@ -172,7 +175,9 @@ class GraphTokenizer(tf.Module):
         if seq_length < len(segments) + 2:
             raise ValueError(f"seq_length={seq_length} leaves no room for tokens "
                              f"between {len(segments) + 1} special tokens")
-        segments = [tf.cast(s, tf.int32) for s in segments]
+        # TF-Hub tokenizers return [batch, words, pieces]; words don't matter here.
+        segments = [tf.cast(s.merge_dims(1, -1) if s.shape.rank == 3 else s, tf.int32)
+                    for s in segments]
         budget = seq_length - len(segments) - 1
         lengths = [s.row_lengths() for s in segments]
         if len(segments) == 1:

@@ -127,6 +127,10 @@ def test_single_segment_packing_equals_google(uncased_pair):
     graph, full = uncased_pair
     sentences = sst2_sentences("dev.tsv")[:200]
     packed = graph(tf.constant(sentences), seq_length=24)
+    by_word = graph.tokenize(tf.constant(sentences)).with_row_splits_dtype(tf.int64)
+    words = tf.RaggedTensor.from_uniform_row_length(by_word, 1)  # [batch, 1, pieces]
+    assert (graph.pack([words], 24)["input_word_ids"].numpy()
+            == packed["input_word_ids"].numpy()).all()
     expected = [google_packing(full, s, None, 24) for s in sentences]
     assert packed["input_word_ids"].numpy().tolist() == [e[0] for e in expected]
     assert packed["input_mask"].numpy().tolist() == [e[1] for e in expected]

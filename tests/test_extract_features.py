@@ -68,9 +68,11 @@ def test_invalid_utf8_line_is_named_and_nothing_is_written(tmp_path):
     ("--init_checkpoint={tmp}/no_model", "no_model"),
     ("--vocab_file={tmp}/missing_vocab.txt", "missing_vocab.txt"),
     ("--bert_config_file={tmp}/broken.json", "broken.json"),
+    ("--vocab_file={tmp}/empty_vocab.txt", "empty_vocab.txt"),
 ])
 def test_bad_model_flags_give_one_clear_error(tmp_path, flag, culprit):
     (tmp_path / "broken.json").write_text('{"vocab_size": 30522, "hidden_size": 100}')
+    (tmp_path / "empty_vocab.txt").write_text("")
     result = _run(flag.format(tmp=tmp_path), f"--output_file={tmp_path / 'o.jsonl'}")
     assert result.returncode == 2
     assert culprit in result.stderr and "Traceback" not in result.stderr

@@ -406,11 +406,12 @@ class InstanceMaker:
 
     def _random_next(self, index: int, documents, target_length: int):
         rng = self.rng
+        # Uniform over the other documents (Google retries up to 10 draws,
+        # which can still return the same document in a small pool).
         other = index
-        for _ in range(10):
-            other = rng.randint(0, len(documents) - 1)
-            if other != index:
-                break
+        if len(documents) > 1:
+            other = rng.randrange(len(documents) - 1)
+            other += other >= index
         segments, segment_units = documents[other]
         start = rng.randint(0, len(segments) - 1)
         b: list[int] = []

@@ -512,9 +512,9 @@ def test_same_seed_and_workers_give_identical_files(tmp_path, shared_data, uncas
         assert Path(a).read_bytes() == Path(b).read_bytes() != Path(c).read_bytes()
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [Path(p).name for p in first]
     # Each worker took half of the documents.
+    config = ptd.PretrainingDataConfig(dupe_factor=1)
     stats = ptd.create_pretraining_data([corpus], [str(tmp_path / "d.tfrecord")],
-                                        str(uncased_vocab), ptd.PretrainingDataConfig(dupe_factor=1),
-                                        num_workers=2)
+                                        str(uncased_vocab), config, num_workers=2)
     assert [s.documents for s in stats] == [20, 20]
     assert all(len(read_records([p])["input_ids"]) > 100 for p in first)
 

@@ -184,16 +184,15 @@ class GraphTokenizer(tf.Module):
             kept = [tf.minimum(lengths[0], budget)]
         else:
             kept = _truncated_pair_lengths(lengths[0], lengths[1], budget)
-        ids, types = [], []
-        cls, sep = self.special_tokens["start_of_sequence_id"], self.special_tokens["end_of_segment_id"]
+        cls = self.special_tokens["start_of_sequence_id"]
+        sep = self.special_tokens["end_of_segment_id"]
         batch = segments[0].nrows()
+        ids, types = [], []
         for index, (segment, keep) in enumerate(zip(segments, kept)):
-            positions = tf.ragged.range(segment.row_lengths())
-            segment = tf.ragged.boolean_mask(segment, positions < keep[:, None])
-            pieces = [segment, tf.fill([batch, 1], sep)]
+            parts = [_first_n(segment, keep), tf.fill([batch, 1], sep)]
             if index == 0:
-                pieces.insert(0, tf.fill([batch, 1], cls))
-            segment = tf.concat(pieces, axis=1)
+                parts.insert(0, tf.fill([batch, 1], cls))
+            segment = tf.concat(parts, axis=1)
             ids.append(segment)
             types.append(tf.ones_like(segment) * index)
         word_ids = tf.concat(ids, axis=1)
@@ -209,6 +208,12 @@ class GraphTokenizer(tf.Module):
     def __call__(self, strings, seq_length: int = 128) -> dict[str, tf.Tensor]:
         """Tokenizes and packs single sentences, like a TF-Hub preprocessor."""
         return self.pack([self.tokenize(strings)], seq_length)
+
+
+def _first_n(segment: tf.RaggedTensor, n: tf.Tensor) -> tf.RaggedTensor:
+    """Row i of `segment` cut to its first n[i] values."""
+    positions = tf.ragged.range(segment.row_lengths())
+    return tf.ragged.boolean_mask(segment, positions < n[:, None])
 
 
 def _truncated_pair_lengths(len_a, len_b, budget):

@@ -587,3 +587,10 @@ def test_missing_files_are_named(tmp_path, brown_slice, uncased_vocab):
         generate(tmp_path, brown_slice, tmp_path / "nope.txt")
     with pytest.raises(FileNotFoundError, match="missing"):
         generate(tmp_path, tmp_path / "missing*.txt", uncased_vocab)
+
+
+def test_missing_jieba_is_a_clear_error(tmp_path, brown_slice, uncased_vocab, monkeypatch):
+    monkeypatch.setitem(sys.modules, "jieba", None)  # makes `import jieba` fail
+    with pytest.raises(ptd.PretrainingDataError, match="pip install jieba"):
+        generate(tmp_path, brown_slice, uncased_vocab, do_whole_word_mask=True,
+                 word_segmenter="jieba")

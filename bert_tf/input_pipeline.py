@@ -52,6 +52,18 @@ class DynamicMasking:
     cls_token_id: int = 101
     sep_token_id: int = 102
 
+    @classmethod
+    def from_vocab_file(cls, vocab_file: str, **settings) -> "DynamicMasking":
+        """Takes the size and the [MASK]/[CLS]/[SEP] ids from a vocabulary file."""
+        from bert_tf import tokenization
+
+        vocab = tokenization.load_vocab(vocab_file)
+        missing = [t for t in ("[MASK]", "[CLS]", "[SEP]") if t not in vocab]
+        if missing:
+            raise ValueError(f"{vocab_file}: no {', '.join(missing)} token")
+        return cls(vocab_size=len(vocab), mask_token_id=vocab["[MASK]"],
+                   cls_token_id=vocab["[CLS]"], sep_token_id=vocab["[SEP]"], **settings)
+
 
 def _record_spec(max_seq_length: int, max_predictions_per_seq: int, dynamic: bool):
     sequence = tf.io.FixedLenFeature([max_seq_length], tf.int64)

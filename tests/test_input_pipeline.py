@@ -259,3 +259,17 @@ def test_training_record_shards_are_disjoint_without_a_seed(static_files):
         seen.append({row.tobytes() for b in dataset.take(10)
                      for row in b["input_word_ids"].numpy()})
     assert len(seen[0]) > 50 and not seen[0] & seen[1]
+
+
+def test_dynamic_masking_reads_special_ids_from_the_vocabulary(vocab, tmp_path):
+    masking = input_pipeline.DynamicMasking.from_vocab_file(str(vocab), masked_lm_prob=0.2)
+    assert (masking.vocab_size, masking.mask_token_id, masking.cls_token_id,
+            masking.sep_token_id, masking.masked_lm_prob) == (VOCAB_SIZE, MASK, CLS, SEP, 0.2)
+    shuffled = tmp_path / "vocab.txt"
+    shuffled.write_text("[SEP]\n[MASK]\nhello\n[CLS]\n", encoding="utf-8")
+    masking = input_pipeline.DynamicMasking.from_vocab_file(str(shuffled))
+    assert (masking.vocab_size, masking.mask_token_id, masking.cls_token_id,
+            masking.sep_token_id) == (4, 1, 3, 0)
+    shuffled.write_text("[SEP]\nhello\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"vocab.txt: no \[MASK\], \[CLS\]"):
+        input_pipeline.DynamicMasking.from_vocab_file(str(shuffled))

@@ -10,8 +10,9 @@ the 80/10/10 rule. The records carry Google's feature names and shapes.
 Deliberate differences, all for bounded memory and speed:
   * documents are streamed: each worker takes every `num_workers`-th
     document, groups `documents_per_chunk` of them, shuffles the chunk and
-    draws "random next" documents from that chunk only (Google shuffles and
-    samples from the whole corpus, which must then fit in memory);
+    draws "random next" documents uniformly from the rest of that chunk only
+    (Google shuffles and samples from the whole corpus, which must then fit
+    in memory, and retries up to ten draws to avoid the same document);
   * instances of one duplication pass over a chunk are shuffled together
     (Google shuffles all passes of the whole corpus);
   * each input file starts a new document;
@@ -22,6 +23,11 @@ Beyond the original: whole-word masking from a real word segmentation
 (presegmented text or jieba) so that it works for Chinese, phrase masking
 from a lexicon, n-gram span masking, and unmasked records for masking on
 the fly (`dynamic_masking`, see `bert_tf.input_pipeline`).
+
+    config = PretrainingDataConfig(max_seq_length=128, dupe_factor=5)
+    create_pretraining_data(["corpus/*.txt"], ["out.tfrecord"], "vocab.txt",
+                            config, num_workers=2)
+    # writes out.tfrecord-00000-of-00002 and out.tfrecord-00001-of-00002
 """
 
 from __future__ import annotations

@@ -214,7 +214,7 @@ class SelfAttention(keras.layers.Layer):
         batch, length = tf.shape(x)[0], tf.shape(x)[1]
         return tf.reshape(x, [batch, length, self.num_heads, self.head_size])
 
-    def call(self, x, attention_bias, training=False):
+    def call(self, x, attention_bias, training=False, return_probs=False):
         q = self._split_heads(self.query(x))
         k = self._split_heads(self.key(x))
         v = self._split_heads(self.value(x))
@@ -222,11 +222,12 @@ class SelfAttention(keras.layers.Layer):
         # Softmax in float32 even under mixed precision.
         scores = tf.cast(scores, tf.float32) + attention_bias
         probs = tf.cast(tf.nn.softmax(scores, axis=-1), x.dtype)
-        probs = self.probs_dropout(probs, training=training)
-        context = tf.einsum("bnqk,bknd->bqnd", probs, v)
+        dropped = self.probs_dropout(probs, training=training)
+        context = tf.einsum("bnqk,bknd->bqnd", dropped, v)
         context = tf.reshape(context, tf.shape(x))
         out = self.output_dropout(self.output_dense(context), training=training)
-        return self.output_norm(out + x)
+        out = self.output_norm(out + x)
+        return (out, probs) if return_probs else out
 
 
 class TransformerLayer(keras.layers.Layer):
@@ -245,11 +246,15 @@ class TransformerLayer(keras.layers.Layer):
         self.output_norm.build((None, None, h))
         self.dropout = keras.layers.Dropout(config.hidden_dropout_prob)
 
-    def call(self, x, attention_bias, training=False):
-        attended = self.attention(x, attention_bias, training=training)
+    def call(self, x, attention_bias, training=False, return_probs=False):
+        attended = self.attention(x, attention_bias, training=training,
+                                  return_probs=return_probs)
+        if return_probs:
+            attended, probs = attended
         out = self.output_dense(self.intermediate(attended))
         out = self.dropout(out, training=training)
-        return self.output_norm(out + attended)
+        out = self.output_norm(out + attended)
+        return (out, probs) if return_probs else out
 
 
 class BertEncoder(keras.Model):
@@ -286,28 +291,47 @@ class BertEncoder(keras.Model):
     def transformer_layers(self) -> list[TransformerLayer]:
         return [getattr(self, f"layer_{i}") for i in range(self.config.num_hidden_layers)]
 
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, output_attentions=False):
         word_ids = tf.cast(inputs["input_word_ids"], tf.int32)
         mask = inputs.get("input_mask")
         mask = tf.ones_like(word_ids) if mask is None else tf.cast(mask, tf.int32)
         type_ids = inputs.get("input_type_ids")
         type_ids = tf.zeros_like(word_ids) if type_ids is None else tf.cast(type_ids, tf.int32)
-
-        # Padding keys get a large negative score, as in Google's code.
-        attention_bias = (1.0 - tf.cast(mask, tf.float32)[:, tf.newaxis, tf.newaxis, :]) * -10000.0
         x = self.embeddings(word_ids, type_ids, training=training)
-        embedding_output = x
-        encoder_outputs = []
+        return self.encode_embeddings(x, mask, training=training,
+                                      output_attentions=output_attentions)
+
+    def encode_embeddings(self, embedding_output, input_mask, training=False,
+                          output_attentions=False):
+        """Runs the Transformer layers and the pooler on a given embedding output.
+
+        Split from `call` so that attribution methods can feed interpolated
+        embeddings. With `output_attentions`, the outputs also hold
+        `attention_probs`: per layer, `[batch, heads, query, key]` softmax
+        weights (before attention dropout).
+        """
+        # Padding keys get a large negative score, as in Google's code.
+        mask = tf.cast(input_mask, tf.float32)
+        attention_bias = (1.0 - mask[:, tf.newaxis, tf.newaxis, :]) * -10000.0
+        x = embedding_output
+        encoder_outputs, attention_probs = [], []
         for layer in self.transformer_layers:
-            x = layer(x, attention_bias, training=training)
+            if output_attentions:
+                x, probs = layer(x, attention_bias, training=training, return_probs=True)
+                attention_probs.append(probs)
+            else:
+                x = layer(x, attention_bias, training=training)
             encoder_outputs.append(x)
         pooled = self.pooler(x[:, 0, :])
-        return {
+        outputs = {
             "sequence_output": x,
             "pooled_output": pooled,
             "encoder_outputs": encoder_outputs,
             "embedding_output": embedding_output,
         }
+        if output_attentions:
+            outputs["attention_probs"] = attention_probs
+        return outputs
 
     def get_config(self):
         return {"config": self.config.to_dict(), "name": self.name}

@@ -206,15 +206,18 @@ def _varint(value: int) -> bytes:
 
 # Most ids, positions and labels are small: their encodings are looked up.
 _SMALL_VARINTS = [_varint(i) for i in range(1 << 16)]
+_SMALL_LIMIT = len(_SMALL_VARINTS)
 
 
 def encode_varints(values: Sequence[int]) -> bytes:
-    """Concatenated varints of non-negative or negative int64 values."""
+    """Concatenated varints of int64 values (negative ones take ten bytes)."""
     small = _SMALL_VARINTS
-    try:
-        return b"".join([small[v] for v in values])
-    except IndexError:
-        return b"".join(_varint(v) for v in values)
+    if min(values, default=0) >= 0:  # a negative index would silently wrap
+        try:
+            return b"".join(map(small.__getitem__, values))
+        except IndexError:  # some value >= 2**16, e.g. ids of a very large vocabulary
+            return b"".join([small[v] if v < _SMALL_LIMIT else _varint(v) for v in values])
+    return b"".join(map(_varint, values))
 
 
 def _prefixed(tag: bytes, payload: bytes) -> bytes:
@@ -222,8 +225,6 @@ def _prefixed(tag: bytes, payload: bytes) -> bytes:
     size = len(payload)
     return tag + (_SMALL_VARINTS[size] if size < _SMALL_LIMIT else _varint(size)) + payload
 
-
-_SMALL_LIMIT = len(_SMALL_VARINTS)
 
 
 def int64_feature(values: Sequence[int] | bytes) -> bytes:

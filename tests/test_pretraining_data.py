@@ -135,12 +135,13 @@ def test_example_encoding_parses_as_tensorflow_example():
 
     ints = [0, 1, 127, 128, 300, 70000, 2**40, -5]
     floats = [1.0, 0.0, -2.5, 3.25]
-    small = [3, -1, 0, -70000]
-    encoded = tfrecords.encode_example({"ids": ints, "one": [7], "small": small},
-                                       {"weights": floats})
+    small, large = [3, -1, 0, -70000], [5, 70000, 2**40, 127]
+    encoded = tfrecords.encode_example({"ids": ints, "one": [7], "small": small,
+                                        "large": large}, {"weights": floats})
     example = tf.train.Example.FromString(encoded)
     assert list(example.features.feature["ids"].int64_list.value) == ints
     assert list(example.features.feature["small"].int64_list.value) == small
+    assert list(example.features.feature["large"].int64_list.value) == large
     assert list(example.features.feature["one"].int64_list.value) == [7]
     assert list(example.features.feature["weights"].float_list.value) == floats
 

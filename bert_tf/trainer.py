@@ -208,7 +208,9 @@ class Trainer:
         context = tf.distribute.get_replica_context()
         counts = _add_all([_as_float(self.task.loss_counts(b)) for b in micro_batches])
         counts = context.all_reduce(_SUM, counts)
-        micro_step = tf.function(self._micro_step, jit_compile=True) if self.config.use_xla else self._micro_step
+        # A function per replica (it captures that replica's variables); called
+        # twice when accumulating, it is traced once for equal batch shapes.
+        micro_step = tf.function(self._micro_step, jit_compile=self.config.use_xla or None)
         if len(micro_batches) == 1:
             grads, stats = micro_step(micro_batches[0], counts)
         else:
@@ -222,7 +224,7 @@ class Trainer:
 
     def _accumulate(self, micro_step, micro_batches, counts):
         """Sums gradients and statistics over micro-batches in a graph loop,
-        so the model is traced once whatever the number of micro-batches."""
+        so the graph holds one or two copies of the step whatever k is."""
         branches = [lambda b=b: b for b in micro_batches]
         grads, stats = micro_step(micro_batches[0], counts)
         for i in tf.range(1, len(micro_batches)):

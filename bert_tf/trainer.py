@@ -12,7 +12,8 @@ micro-batches of b, take the same step as one device with batch 2b or k*b.
 Resuming: the dataset returned by `dataset_fn` must be deterministic (fixed
 shuffle seeds). After restoring step s the trainer skips the s * k *
 replicas-per-pipeline batches each input pipeline had already produced, which
-is exact and needs no iterator state in the checkpoint. A run killed at any
+is exact and needs no iterator state in the checkpoint, but it re-reads the
+skipped input and assumes the same strategy and batch size. A run killed at any
 moment resumes from its last complete checkpoint: CheckpointManager renames
 finished data files into place and only then atomically rewrites the
 'checkpoint' file that names the latest one. All micro-batches of an update
@@ -41,6 +42,8 @@ _POLICIES = {None: "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 @dataclasses.dataclass
 class TrainerConfig:
+    """How to train; the defaults are Google's BERT fine-tuning settings."""
+
     model_dir: str
     num_train_steps: int
     learning_rate: float = 5e-5

@@ -32,6 +32,9 @@ flags.DEFINE_integer("num_warmup_steps", 10000, "Linear warm-up steps.")
 flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.")
 flags.DEFINE_integer("iterations_per_loop", 1000, "Steps per compiled training loop call.")
 flags.DEFINE_integer("max_eval_steps", 100, "Maximum evaluation batches.")
+flags.DEFINE_bool("eval_all_checkpoints", False,
+                  "With --do_eval: evaluate every checkpoint kept in --output_dir, "
+                  "oldest first (a held-out curve in TensorBoard), then the latest.")
 flags.DEFINE_bool("dynamic_masking", False,
                   "Input holds unmasked records (create_pretraining_data.py "
                   "--dynamic_masking); draw masks afresh for every batch.")
@@ -68,7 +71,8 @@ def main(_):
         do_eval=FLAGS.do_eval, max_seq_length=FLAGS.max_seq_length,
         max_predictions_per_seq=FLAGS.max_predictions_per_seq,
         train_batch_size=FLAGS.train_batch_size, eval_batch_size=FLAGS.eval_batch_size,
-        max_eval_steps=FLAGS.max_eval_steps, dynamic_masking=masking,
+        max_eval_steps=FLAGS.max_eval_steps, eval_all_checkpoints=FLAGS.eval_all_checkpoints,
+        dynamic_masking=masking,
         trainer_config=trainer_config)
     pretraining.run_pretraining(settings, cli.strategy_from_flags(FLAGS))
 

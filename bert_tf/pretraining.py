@@ -78,6 +78,7 @@ class PretrainingSettings:
     train_batch_size: int = 32
     eval_batch_size: int = 8
     max_eval_steps: int = 100
+    eval_all_checkpoints: bool = False
     dynamic_masking: input_pipeline.DynamicMasking | None = None
     trainer_config: dict = dataclasses.field(default_factory=dict)
 
@@ -112,8 +113,10 @@ def run_pretraining(settings: PretrainingSettings, strategy=None) -> dict:
     results = {}
     if settings.do_eval:
         files = settings.eval_input_file or settings.input_file
-        values = runner.evaluate(dataset_fn(files, settings.eval_batch_size, False),
-                                 max_steps=settings.max_eval_steps)
+        eval_fn = dataset_fn(files, settings.eval_batch_size, False)
+        if settings.eval_all_checkpoints:
+            _evaluate_history(runner, eval_fn, settings.max_eval_steps)
+        values = runner.evaluate(eval_fn, max_steps=settings.max_eval_steps)
         results = {
             "masked_lm_accuracy": values["masked_lm_accuracy"],
             "masked_lm_loss": values["masked_lm"],
@@ -126,3 +129,16 @@ def run_pretraining(settings: PretrainingSettings, strategy=None) -> dict:
         modeling.write_text_atomic(os.path.join(settings.output_dir, "eval_results.txt"), text)
         print("***** Eval results *****\n" + text, end="", flush=True)
     return results
+
+
+def _evaluate_history(runner, eval_fn, max_steps) -> None:
+    """Evaluates every kept checkpoint, oldest first, so that TensorBoard's
+    eval curve covers the whole run; the latest weights are restored after."""
+    state = tf.train.get_checkpoint_state(runner.config.model_dir)
+    paths = list(state.all_model_checkpoint_paths) if state else []
+    for path in paths:
+        runner.checkpoint.restore(path).expect_partial()
+        values = runner.evaluate(eval_fn, max_steps=max_steps)
+        logging.info("%s: masked_lm_accuracy %.4f  next_sentence_accuracy %.4f", path,
+                     values["masked_lm_accuracy"], values["next_sentence_accuracy"])
+    runner.restore_latest()

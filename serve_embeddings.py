@@ -1,0 +1,53 @@
+"""Serves sentence embeddings of a BERT encoder as JSON over HTTP.
+
+    python serve_embeddings.py --init_checkpoint=minilm-l6-h384-uncased \
+        --port=8125 --pooling_strategy=mean --max_seq_len=64
+    curl -s localhost:8125/encode -d '{"texts": ["hello world"]}'
+
+Concurrent requests are batched together on the model; SIGTERM or Ctrl-C
+stops the server after the requests in flight. See bert_tf/embedding_service.py
+for the pooling strategies and bert_tf/embedding_client.py for a client.
+"""
+
+from absl import flags
+
+from bert_tf import cli
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0: every interface).")
+flags.DEFINE_integer("port", 8125, "Port to listen on (0: any free port, printed at start).")
+flags.DEFINE_enum("pooling_strategy", "mean",
+                  ["mean", "max", "mean_max", "cls", "first_token", "last_token", "none"],
+                  "How token vectors become one vector per text.")
+flags.DEFINE_integer("pooling_layer", -1, "Encoder layer to pool (negative counts from the top).")
+flags.DEFINE_integer("max_batch_size", 64, "Most texts the model runs at once "
+                     "(1 turns batching across requests off).")
+flags.DEFINE_integer("max_texts_per_request", 256, "Most texts in one request.")
+flags.DEFINE_integer("max_chars", 10000, "Most characters in one text.")
+flags.DEFINE_float("batch_wait_ms", 2.0, "How long the model waits for more texts to batch.")
+cli.define_model_flags()
+flags.DEFINE_alias("max_seq_len", "max_seq_length")
+FLAGS.set_default("max_seq_length", 64)
+
+
+def main(_):
+    from bert_tf import embedding_service
+
+    source = cli.pretrained_from_flags(FLAGS)
+    settings = embedding_service.ServiceSettings(
+        pooling_strategy=FLAGS.pooling_strategy, pooling_layer=FLAGS.pooling_layer,
+        max_seq_len=FLAGS.max_seq_length, max_batch_size=FLAGS.max_batch_size,
+        max_texts_per_request=FLAGS.max_texts_per_request, max_chars=FLAGS.max_chars,
+        batch_wait_ms=FLAGS.batch_wait_ms)
+    service = embedding_service.EmbeddingService.from_pretrained(
+        source, settings, model_name=FLAGS.init_checkpoint or "")
+    server = embedding_service.EmbeddingServer(service, FLAGS.host, FLAGS.port)
+    print(f"Serving {service.dim}-d {settings.pooling_strategy} embeddings on {server.url}",
+          flush=True)
+    embedding_service.serve_until_signalled(server)
+    print("Stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    cli.run(main)

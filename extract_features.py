@@ -17,6 +17,9 @@ flags.DEFINE_string("output_file", "features.jsonl", "Where to write the JSON li
 flags.DEFINE_string("layers", "-1,-2,-3,-4", "Encoder layers to output (negative counts from the top).")
 flags.DEFINE_integer("batch_size", 32, "Batch size for predictions.")
 flags.DEFINE_bool("use_one_hot_embeddings", False, "Accepted for compatibility; has no effect.")
+flags.DEFINE_string("bert_hub_module_handle", None,
+                    "A TF-Hub-format BERT encoder SavedModel folder to use instead of "
+                    "--init_checkpoint.")
 cli.define_model_flags()
 cli.define_tpu_flags()
 
@@ -28,8 +31,12 @@ def main(_):
     from bert_tf import feature_extraction, modeling, tokenization
 
     tokenizer = tokenization.FullTokenizer(source.vocab_file, source.do_lower_case)
-    encoder = modeling.BertEncoder(source.config)
-    source.restore(encoder)
+    encoder_factory = cli.hub_encoder_factory(FLAGS)
+    if encoder_factory:
+        encoder = encoder_factory()
+    else:
+        encoder = modeling.BertEncoder(source.config)
+        source.restore(encoder)
     count = feature_extraction.extract(
         encoder, tokenizer, FLAGS.input_file, FLAGS.output_file, layers,
         FLAGS.max_seq_length, FLAGS.batch_size)

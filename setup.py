@@ -15,7 +15,7 @@ setup(
     package_data={"bert_tf": ["resources/*"]},
     py_modules=[
         "create_pretraining_data", "run_pretraining", "run_classifier",
-        "extract_features", "learn_vocab",
+        "extract_features", "learn_vocab", "export_hub",
     ],
     install_requires=[
         # tensorflow-text is built against one TensorFlow minor version.
@@ -27,6 +27,8 @@ setup(
         "absl-py>=2.0",
         "numpy>=1.26",
         "safetensors>=0.4",
+        # tensorflow-hub 0.16 imports pkg_resources, which setuptools 81 removed.
+        "setuptools<81",
     ],
     extras_require={
         # Chinese whole-word masking with an automatic word segmenter.
@@ -36,7 +38,10 @@ setup(
         # it from https://download.pytorch.org/whl/cpu first (the default
         # wheel is a multi-GB CUDA build).
         "test": ["pytest>=8", "torch==2.13.0", "transformers>=5,<6", "jieba>=0.42",
-                 "scikit-learn>=1.3", "scipy>=1.10"],
+                 "scikit-learn>=1.3", "scipy>=1.10",
+                 "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
+        # Running the notebooks in notebooks/ outside Jupyter.
+        "notebooks": ["nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
         # Peers that the benchmarks compare against.
         "bench": ["keras-hub>=0.20", "transformers>=4.40", "psutil"],
     },

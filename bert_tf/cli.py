@@ -76,8 +76,14 @@ def pretrained_from_flags(FLAGS):
     from bert_tf import pretrained
 
     lower = FLAGS.do_lower_case if FLAGS["do_lower_case"].present else None
-    source = pretrained.resolve(FLAGS.init_checkpoint, FLAGS.bert_config_file,
-                                FLAGS.vocab_file, lower)
+    if "bert_hub_module_handle" in FLAGS and FLAGS.bert_hub_module_handle:
+        # The SavedModel carries its weights, vocabulary and case.
+        from bert_tf import hub
+
+        source = hub.resolve(FLAGS.bert_hub_module_handle, FLAGS.vocab_file, lower)
+    else:
+        source = pretrained.resolve(FLAGS.init_checkpoint, FLAGS.bert_config_file,
+                                    FLAGS.vocab_file, lower)
     if source.do_lower_case is None:
         source.do_lower_case = FLAGS.do_lower_case
     if not source.vocab_file:

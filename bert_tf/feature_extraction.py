@@ -103,7 +103,7 @@ def extract(encoder, tokenizer, input_file: str, output_file: str, layers: list[
 
     The output file appears only when complete.
     """
-    num_layers = len(encoder.transformer_layers)
+    num_layers = encoder.config.num_hidden_layers
     for index in layers:
         if not -num_layers <= index < num_layers:
             raise ValueError(f"--layers: index {index} is out of range for a "

@@ -139,6 +139,7 @@ def _evaluate_history(runner, eval_fn, max_steps) -> None:
     for path in paths:
         runner.checkpoint.restore(path).expect_partial()
         values = runner.evaluate(eval_fn, max_steps=max_steps)
-        logging.info("%s: masked_lm_accuracy %.4f  next_sentence_accuracy %.4f", path,
-                     values["masked_lm_accuracy"], values["next_sentence_accuracy"])
+        logging.info("%s: loss %.4f  masked_lm_accuracy %.4f  next_sentence_accuracy %.4f",
+                     path, values["loss"], values["masked_lm_accuracy"],
+                     values["next_sentence_accuracy"])
     runner.restore_latest()

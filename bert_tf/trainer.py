@@ -146,6 +146,9 @@ class Trainer:
             step_counter=self.global_step)
         self._writers = {}
         self._train_loop = None
+        # Built once, so repeated evaluations (e.g. after every epoch) reuse the trace.
+        self._eval_step = tf.function(self._distributed_eval, reduce_retracing=True)
+        self._predict_step = tf.function(self._distributed_predict, reduce_retracing=True)
 
     # ----- distribution bookkeeping -----
 
@@ -344,6 +347,18 @@ class Trainer:
                    for name, (n, d) in outputs.metrics.items()}
         return tf.distribute.get_replica_context().all_reduce(_SUM, (sums, counts, metrics))
 
+    def _distributed_eval(self, batch):
+        result = self.strategy.run(self._replica_eval, args=(batch,))
+        # All-reduced, so any replica's copy is the global value.
+        return tf.nest.map_structure(lambda v: self.strategy.experimental_local_results(v)[0], result)
+
+    def _distributed_predict(self, batch):
+        def replica_predict(batch):
+            return dict(self.task.forward(self.model, batch, training=False).predictions)
+
+        outputs = self.strategy.run(replica_predict, args=(batch,))
+        return tf.nest.map_structure(lambda v: self.strategy.gather(v, axis=0), outputs)
+
     def evaluate(self, dataset_fn: DatasetFn, max_steps: int | None = None) -> dict[str, float]:
         """Exact metrics over the whole (finite) dataset, or its first max_steps steps.
 
@@ -351,13 +366,11 @@ class Trainer:
         'loss' is their sum; each metric is numerator total / denominator total.
         """
         dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
-        step_fn = tf.function(lambda b: self.strategy.run(self._replica_eval, args=(b,)), reduce_retracing=True)
         totals = None
         for i, batch in enumerate(dataset):
             if max_steps is not None and i >= max_steps:
                 break
-            result = step_fn(batch)
-            result = tf.nest.map_structure(lambda v: self.strategy.experimental_local_results(v)[0].numpy(), result)
+            result = tf.nest.map_structure(lambda t: t.numpy(), self._eval_step(batch))
             totals = result if totals is None else tf.nest.map_structure(np.add, totals, result)
         if totals is None:
             raise ValueError("evaluate: dataset_fn produced no batches")
@@ -379,18 +392,9 @@ class Trainer:
         each step are concatenated in replica order.
         """
         dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
-
-        def replica_predict(batch):
-            return dict(self.task.forward(self.model, batch, training=False).predictions)
-
-        @tf.function(reduce_retracing=True)
-        def step_fn(batch):
-            outputs = self.strategy.run(replica_predict, args=(batch,))
-            return tf.nest.map_structure(lambda v: self.strategy.gather(v, axis=0), outputs)
-
         chunks: dict[str, list[np.ndarray]] = {}
         for batch in dataset:
-            for name, value in step_fn(batch).items():
+            for name, value in self._predict_step(batch).items():
                 chunks.setdefault(name, []).append(value.numpy())
         return {name: np.concatenate(parts, axis=0) for name, parts in chunks.items()}
 

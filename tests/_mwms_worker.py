@@ -15,9 +15,14 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras
-import numpy as np
-import tensorflow as tf
+# Run as a script, this file's folder, not the repository, is on sys.path.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from bert_tf.trainer import TaskOutputs  # noqa: E402
 
 NUM_FEATURES, NUM_CLASSES, NUM_EXAMPLES = 5, 3, 96
 
@@ -69,8 +74,6 @@ class ToyTask:
         return {"xent": tf.reduce_sum(batch["w"])}
 
     def forward(self, model, batch, training):
-        from bert_tf.trainer import TaskOutputs
-
         if self.sleep_s:
             tf.py_function(lambda: time.sleep(self.sleep_s), [], [])
         logits = tf.cast(model(batch["x"], training=training), tf.float32)
@@ -134,6 +137,5 @@ def _mirrored_main(out_path, work_dir):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     mode, args = sys.argv[1], sys.argv[2:]
     {"train": _train_main, "mirrored": _mirrored_main}[mode](*args)

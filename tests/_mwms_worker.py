@@ -86,13 +86,15 @@ class ToyTask:
         )
 
 
-def train(model_dir, strategy, global_batch, num_steps, accumulation=1, sleep_s=0.0, dropout=0.0):
+def train(model_dir, strategy, global_batch, num_steps, accumulation=1, sleep_s=0.0, dropout=0.0,
+          mixed_precision=None):
     """Trains the toy task; returns the Trainer. Shared by tests and subprocesses."""
     from bert_tf import trainer
 
     config = trainer.TrainerConfig(model_dir=model_dir, num_train_steps=num_steps, learning_rate=0.05,
                                    num_warmup_steps=2, steps_per_loop=2, save_checkpoints_steps=2,
-                                   log_steps=2, gradient_accumulation_steps=accumulation, seed=3)
+                                   log_steps=2, gradient_accumulation_steps=accumulation, seed=3,
+                                   mixed_precision=mixed_precision)
     run = trainer.Trainer(ToyTask(dropout=dropout, sleep_s=sleep_s), config, strategy)
     run.train(dataset_fn_for(global_batch, shuffle=True))
     return run
@@ -119,9 +121,12 @@ def _mirrored_main(out_path, work_dir):
     single, mirrored = distribution.get_strategy("one_device"), distribution.get_strategy("mirrored")
     assert mirrored.num_replicas_in_sync == 2, mirrored.num_replicas_in_sync
     results = {}
-    cases = {"single": (single, 16, 1), "mirrored": (mirrored, 16, 1), "mirrored_accum": (mirrored, 8, 2)}
-    for name, (strategy, global_batch, accumulation) in cases.items():
-        run = train(os.path.join(work_dir, name), strategy, global_batch, 6, accumulation)
+    cases = {"single_fp16": (single, 16, 1, "fp16"), "mirrored_fp16": (mirrored, 16, 1, "fp16"),
+             "single": (single, 16, 1, None), "mirrored": (mirrored, 16, 1, None),
+             "mirrored_accum": (mirrored, 8, 2, None)}
+    for name, (strategy, global_batch, accumulation, precision) in cases.items():
+        run = train(os.path.join(work_dir, name), strategy, global_batch, 6, accumulation,
+                    mixed_precision=precision)
         for i, w in enumerate(weights(run)):
             results[f"{name}/w{i}"] = w
     # Batches of 11 per replica over 96 examples: 9 batches, so the last step

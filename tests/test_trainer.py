@@ -346,6 +346,16 @@ def test_mirrored_with_accumulation_equals_one_device(mirrored_results):
     assert max_diff(single, _run_weights(mirrored_results, "mirrored_accum")) < 2e-6
 
 
+def test_mirrored_fp16_tracks_float32_as_closely_as_one_device(mirrored_results):
+    # float16 rounds each replica's gradient before the sum, so two replicas
+    # cannot match one device bit for bit; a loss-scaling or clipping slip
+    # would show as a gap far beyond that rounding (lr 0.05 per step).
+    rounding = max_diff(_run_weights(mirrored_results, "single_fp16"), _run_weights(mirrored_results, "single"))
+    assert 0 < rounding < 2e-3
+    mirrored_gap = max_diff(_run_weights(mirrored_results, "mirrored_fp16"), _run_weights(mirrored_results, "mirrored"))
+    assert mirrored_gap < 3 * rounding
+
+
 def test_mirrored_evaluate_and_predict_with_an_idle_replica(mirrored_results):
     weights = _run_weights(mirrored_results, "mirrored_accum")
     expected = numpy_eval(weights, toy.toy_data())

@@ -7,8 +7,10 @@ median of several runs for each worker count:
 
     instances/s   records written / wall seconds
     input MB/s    corpus bytes / wall seconds
-    cpu s         user + system seconds of the whole process tree (less
-                  sensitive than wall time to other load on the machine)
+    cpu s         user + system seconds of the whole process tree, and
+    inst/cpu-s    instances per CPU second: less sensitive than wall time to
+                  other load on the machine (times the worker count, it
+                  bounds the throughput of an otherwise idle machine)
     peak RSS      sampled every 20 ms over the whole process tree (the
                   parent and all workers together), and the largest single
                   process as reported by getrusage(RUSAGE_CHILDREN)
@@ -121,7 +123,8 @@ def main() -> None:
     megabytes = args.corpus.stat().st_size / 1e6
     print(f"corpus {args.corpus.name}: {megabytes:.1f} MB, dupe_factor {args.dupe_factor}, "
           f"{os.cpu_count()} CPUs, median of {args.runs} runs")
-    print(f"{'workers':>7} {'instances':>9} {'seconds':>8} {'cpu s':>6} {'inst/s':>8} {'MB/s':>6} "
+    print(f"{'workers':>7} {'instances':>9} {'seconds':>8} {'cpu s':>6} {'inst/s':>8} "
+          f"{'inst/cpu-s':>10} {'MB/s':>6} "
           f"{'tree peak RSS':>14} {'max single RSS':>15}")
     for workers in map(int, args.workers.split(",")):
         runs = [run_once(args.corpus, args.vocab, workers, args.dupe_factor)
@@ -133,7 +136,7 @@ def main() -> None:
         # Largest process reaped so far (kilobytes on Linux).
         single = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
         print(f"{workers:>7} {instances:>9} {seconds:>8.2f} {cpu:>6.2f} "
-              f"{instances / seconds:>8.0f} "
+              f"{instances / seconds:>8.0f} {instances / cpu:>10.0f} "
               f"{megabytes / seconds:>6.2f} {tree_peak / 2**20:>11.0f} MiB "
               f"{single / 2**20:>11.0f} MiB")
 

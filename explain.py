@@ -1,0 +1,89 @@
+"""Explains a fine-tuned classifier's predictions: integrated gradients and
+attention rollout per token, as JSON and as an HTML heat map.
+
+    python run_classifier.py --output_dir=/tmp/sst2 --max_train_examples=8000
+    python explain.py --output_dir=/tmp/sst2 --text="a gorgeous , witty movie ." \
+        --output_html=why.html
+    python explain.py --output_dir=/tmp/sst2 --evaluate   # deletion test on SST-2 dev
+
+Without --output_dir, --init_checkpoint and --num_labels give an encoder
+with a fresh (random) head, which is useful only for testing.
+"""
+
+import json
+
+from absl import flags
+
+from bert_tf import cli
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("output_dir", None, "A run_classifier.py output folder (latest checkpoint).")
+flags.DEFINE_integer("num_labels", None, "Classes of a fresh head, without --output_dir.")
+flags.DEFINE_string("text", None, "The text to explain.")
+flags.DEFINE_string("text_b", None, "The second text of a pair.")
+flags.DEFINE_string("input_file", None, "Texts to explain, one per line (`a ||| b` for pairs).")
+flags.DEFINE_integer("target_class", None, "Class to attribute to (default: the predicted one).")
+flags.DEFINE_integer("ig_steps", 50, "Integration steps of integrated gradients.")
+flags.DEFINE_enum("ig_method", "gauss_legendre", ["gauss_legendre", "trapezoid"],
+                  "Quadrature rule along the path.")
+flags.DEFINE_string("output_json", "explanations.json", "Where to write the explanations.")
+flags.DEFINE_string("output_html", "explanations.html", "Where to write the heat map page.")
+flags.DEFINE_bool("evaluate", False, "Instead: deletion test on the dev set of --data_dir.")
+flags.DEFINE_string("data_dir", "data/sst2", "--evaluate: folder with the task's dev set.")
+flags.DEFINE_integer("max_eval_examples", 0, "--evaluate: use only this many dev texts (0: all).")
+flags.DEFINE_integer("deletion_k", 3, "--evaluate: wordpieces deleted per text.")
+cli.define_model_flags()
+
+
+def _texts():
+    from bert_tf import feature_extraction
+
+    if FLAGS.input_file:
+        return [(a, b) for _, a, b in feature_extraction.read_lines(FLAGS.input_file)]
+    if FLAGS.text is None:
+        raise ValueError("pass --text, --input_file or --evaluate")
+    return [(FLAGS.text, FLAGS.text_b)]
+
+
+def main(_):
+    from bert_tf import classifier_data, explain, modeling, tokenization
+
+    if FLAGS.output_dir and not FLAGS["max_seq_length"].present:
+        # The length the classifier was trained at, unless asked otherwise.
+        FLAGS.max_seq_length = explain.read_run_identity(FLAGS.output_dir)["max_seq_length"]
+    source = cli.pretrained_from_flags(FLAGS)
+    classifier, identity = explain.load_classifier(source, FLAGS.output_dir, FLAGS.num_labels)
+    labels = None
+    if identity.get("task_name"):
+        processor = classifier_data.get_processor(identity["task_name"])
+        if not processor.is_regression:
+            labels = processor.get_labels()
+    explainer = explain.Explainer(
+        classifier, tokenization.FullTokenizer(source.vocab_file, source.do_lower_case),
+        FLAGS.max_seq_length, FLAGS.ig_steps, FLAGS.ig_method, labels)
+
+    if FLAGS.evaluate:
+        task = identity.get("task_name", "sst-2")
+        examples = classifier_data.get_processor(task).get_dev_examples(FLAGS.data_dir)
+        if any(e.text_b is not None for e in examples):
+            raise ValueError(f"--evaluate supports single-text tasks; {task} has pairs")
+        texts = [e.text_a for e in examples][:FLAGS.max_eval_examples or None]
+        report = explain.deletion_test(explainer, texts, k=FLAGS.deletion_k)
+        report["data"] = f"{task} dev, {FLAGS.data_dir}"
+        print(json.dumps(report, indent=2))
+        return
+
+    explanations = [explainer.explain(a, b, FLAGS.target_class) for a, b in _texts()]
+    modeling.write_text_atomic(
+        FLAGS.output_json, json.dumps([e.to_dict() for e in explanations], indent=1) + "\n")
+    modeling.write_text_atomic(FLAGS.output_html, explain.to_html(explanations))
+    for e in explanations:
+        print(f"{e.labels[e.predicted]} ({max(e.probabilities):.3f}): "
+              + " ".join(f"{t}:{a:+.2f}" for t, a in zip(e.tokens, e.attributions))
+              + f"  [completeness error {e.completeness_error:.2%}]")
+    print(f"Wrote {FLAGS.output_json} and {FLAGS.output_html}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

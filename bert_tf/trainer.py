@@ -202,9 +202,8 @@ class Trainer:
             loss = tf.add_n(list(terms.values()))
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
                 loss = self.optimizer.scale_loss(loss)
-        variables = self.model.trainable_variables
-        grads = tape.gradient(loss, variables)
-        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, variables)]
+        grads = tape.gradient(loss, self.model.trainable_variables)
+        grads = [None if g is None else tf.convert_to_tensor(g) for g in grads]
         metrics = {name: (tf.cast(num, tf.float32), tf.cast(den, tf.float32))
                    for name, (num, den) in outputs.metrics.items()}
         return grads, {"terms": terms, "metrics": metrics, "examples": _batch_size(batch)}
@@ -217,26 +216,31 @@ class Trainer:
         # A function per replica (it captures that replica's variables); called
         # twice when accumulating, it is traced once for equal batch shapes.
         micro_step = tf.function(self._micro_step, jit_compile=self.config.use_xla or None)
-        if len(micro_batches) == 1:
-            grads, stats = micro_step(micro_batches[0], counts)
-        else:
-            grads, stats = self._accumulate(micro_step, micro_batches, counts)
+        grads, stats = micro_step(micro_batches[0], counts)
+        # Variables the loss does not reach get no update at all (no weight
+        # decay either), as in Google's optimizer.
+        used = [i for i, g in enumerate(grads) if g is not None]
+        if not used:
+            raise ValueError("the task's losses depend on none of the model's trainable variables")
+        grads = [grads[i] for i in used]
+        if len(micro_batches) > 1:
+            grads, stats = self._accumulate(micro_step, micro_batches, counts, used, grads, stats)
         grads, stats = context.all_reduce(_SUM, (grads, stats))
         stats["grad_norm"], grads = self._clip(grads)
         stats["learning_rate"] = tf.cast(self.optimizer.learning_rate, tf.float32)
-        self.optimizer.apply(grads, self.model.trainable_variables)
+        variables = self.model.trainable_variables
+        self.optimizer.apply(grads, [variables[i] for i in used])
         self.global_step.assign_add(1)
         return stats
 
-    def _accumulate(self, micro_step, micro_batches, counts):
-        """Sums gradients and statistics over micro-batches in a graph loop,
-        so the graph holds one or two copies of the step whatever k is."""
+    def _accumulate(self, micro_step, micro_batches, counts, used, grads, stats):
+        """Adds the gradients and statistics of micro-batches 1..k-1 to those of
+        batch 0 in a graph loop, so the graph holds two calls of the step
+        whatever k is."""
         branches = [lambda b=b: b for b in micro_batches]
-        grads, stats = micro_step(micro_batches[0], counts)
         for i in tf.range(1, len(micro_batches)):
-            batch = tf.switch_case(i, branches)
-            more_grads, more_stats = micro_step(batch, counts)
-            grads = [g + h for g, h in zip(grads, more_grads)]
+            more_grads, more_stats = micro_step(tf.switch_case(i, branches), counts)
+            grads = [g + more_grads[j] for g, j in zip(grads, used)]
             stats = tf.nest.map_structure(tf.add, stats, more_stats)
         return grads, stats
 
@@ -285,7 +289,8 @@ class Trainer:
         resolver = getattr(self.strategy, "cluster_resolver", None)
         if resolver is None or not resolver.task_type:
             return 1
-        return sum(len(v) for k, v in resolver.cluster_spec().as_dict().items() if k in ("chief", "worker"))
+        jobs = resolver.cluster_spec().as_dict()
+        return sum(len(jobs.get(job, ())) for job in ("chief", "worker"))
 
     def train(self, dataset_fn: DatasetFn) -> dict[str, float]:
         """Trains to num_train_steps, resuming from model_dir's latest checkpoint.

@@ -283,6 +283,30 @@ def test_mixed_precision_trains_close_to_float32(tmp_path, precision):
     assert max_diff(toy.weights(full), toy.weights(mixed)) < 0.25 * moved
 
 
+class _UnusedHeadTask(toy.ToyTask):
+    """The model has a second head that no loss reads."""
+
+    def build_model(self):
+        model = super().build_model()
+        unused = keras.layers.Dense(2, name="unused_head")(model.layers[-2].output)
+        return keras.Model(model.inputs, [model.outputs[0], unused])
+
+    def forward(self, model, batch, training):
+        return super().forward(lambda x, training: model(x, training=training)[0], batch, training)
+
+
+def test_variables_without_gradients_are_not_decayed_or_moved(tmp_path):
+    # Google's optimizer skips variables whose gradient is None, weight decay included.
+    config = trainer.TrainerConfig(model_dir=str(tmp_path), num_train_steps=2, learning_rate=0.05,
+                                   weight_decay_rate=0.1, steps_per_loop=2)
+    run = trainer.Trainer(_UnusedHeadTask(), config, distribution.get_strategy("one_device"))
+    head = run.model.get_layer("unused_head").kernel
+    before, trained_before = head.numpy(), run.model.get_layer("logits").kernel.numpy()
+    run.train(toy.dataset_fn_for(16))
+    np.testing.assert_array_equal(head.numpy(), before)
+    assert np.abs(run.model.get_layer("logits").kernel.numpy() - trained_before).max() > 1e-3
+
+
 class _HugeLossTask(toy.ToyTask):
     """Its float16 gradients overflow at Keras' initial loss scale of 2**15."""
 

@@ -244,11 +244,13 @@ def deletion_test(explainer: Explainer, texts: list[str], k: int = 3, min_tokens
 
 def _cells(tokens: list[str], scores: list[float]) -> str:
     """Tokens as coloured spans: green for positive, red for negative, opacity
-    by magnitude relative to the largest in the row."""
-    scale = max((abs(s) for s in scores), default=0.0) or 1.0
+    by magnitude relative to the largest word in the row ([CLS] often takes
+    most of the rollout and would wash the words out)."""
+    words = [abs(s) for t, s in zip(tokens, scores) if t not in SPECIAL_TOKENS]
+    scale = max(words, default=0.0) or 1.0
     spans = []
     for token, score in zip(tokens, scores):
-        alpha = abs(score) / scale
+        alpha = min(1.0, abs(score) / scale)
         colour = "0,160,60" if score >= 0 else "220,30,30"
         joined = token.startswith("##")
         text = token[2:] if joined else token

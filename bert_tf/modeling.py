@@ -394,10 +394,15 @@ class MaskedLMHead(keras.layers.Layer):
 
     def call(self, sequence_output, positions):
         x = tf.gather(sequence_output, tf.cast(positions, tf.int32), batch_dims=1)
+        # Flatten to [batch * P, hidden]: a 3-D x would make the decoder a
+        # broadcast batch matmul whose gradient materialises one [vocab,
+        # hidden] matrix per example before summing them.
+        batch_and_positions = tf.shape(x)[:2]
+        x = tf.reshape(x, [-1, x.shape[-1]])
         x = self.transform_norm(self.transform(x))
         embeddings = tf.cast(self.word_embeddings, x.dtype)
-        logits = tf.matmul(x, embeddings, transpose_b=True)
-        return logits + tf.cast(self.output_bias, x.dtype)
+        logits = tf.matmul(x, embeddings, transpose_b=True) + tf.cast(self.output_bias, x.dtype)
+        return tf.reshape(logits, tf.concat([batch_and_positions, [-1]], axis=0))
 
 
 class WeightsTimesInput(keras.layers.Layer):

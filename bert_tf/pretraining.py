@@ -106,7 +106,8 @@ def run_pretraining(settings: PretrainingSettings, strategy=None) -> dict:
         return fn
 
     if settings.do_train:
-        runner.train(dataset_fn(settings.input_file, settings.train_batch_size, True))
+        with input_pipeline.naming_bad_files(settings.input_file):
+            runner.train(dataset_fn(settings.input_file, settings.train_batch_size, True))
     elif not runner.restore_latest():
         task.initialize(runner.model)
 
@@ -114,9 +115,10 @@ def run_pretraining(settings: PretrainingSettings, strategy=None) -> dict:
     if settings.do_eval:
         files = settings.eval_input_file or settings.input_file
         eval_fn = dataset_fn(files, settings.eval_batch_size, False)
-        if settings.eval_all_checkpoints:
-            _evaluate_history(runner, eval_fn, settings.max_eval_steps)
-        values = runner.evaluate(eval_fn, max_steps=settings.max_eval_steps)
+        with input_pipeline.naming_bad_files(files):
+            if settings.eval_all_checkpoints:
+                _evaluate_history(runner, eval_fn, settings.max_eval_steps)
+            values = runner.evaluate(eval_fn, max_steps=settings.max_eval_steps)
         results = {
             "masked_lm_accuracy": values["masked_lm_accuracy"],
             "masked_lm_loss": values["masked_lm"],

@@ -218,6 +218,8 @@ def export(source: pretrained.Pretrained, export_dir: str, seq_length: int = 128
     """
     if not source.vocab_file:
         raise ValueError("Exporting needs a vocabulary: pass --vocab_file")
+    if source.do_lower_case is None:
+        raise ValueError("The model does not say whether it is cased: pass --do_lower_case")
     if not 3 <= seq_length <= source.config.max_position_embeddings:
         raise ValueError(f"--seq_length {seq_length} must be in [3, "
                          f"{source.config.max_position_embeddings}]")
@@ -231,10 +233,10 @@ def export(source: pretrained.Pretrained, export_dir: str, seq_length: int = 128
     try:
         config_file = os.path.join(staging, CONFIG_ASSET)
         source.config.to_json_file(config_file)
-        encoder = encoder_module(pretrainer.encoder, source.vocab_file, bool(source.do_lower_case),
+        encoder = encoder_module(pretrainer.encoder, source.vocab_file, source.do_lower_case,
                                  config_file, pretrainer if with_mlm else None)
         tf.saved_model.save(encoder, os.path.join(staging, ENCODER_DIR))
-        preprocessor = preprocessor_module(source.vocab_file, bool(source.do_lower_case),
+        preprocessor = preprocessor_module(source.vocab_file, source.do_lower_case,
                                            seq_length, source.config.max_position_embeddings)
         tf.saved_model.save(preprocessor, os.path.join(staging, PREPROCESSOR_DIR))
         os.unlink(config_file)

@@ -48,7 +48,7 @@ flags.DEFINE_bool("dynamic_masking", False,
                   "Write unmasked records for masking in the input pipeline at every "
                   "epoch; their word_starts feature marks whole words (and lexicon "
                   "phrases) whatever --do_whole_word_mask says.")
-flags.DEFINE_integer("documents_per_chunk", 1000,
+flags.DEFINE_integer("documents_per_chunk", 500,
                      "Documents shuffled together per worker; random next segments come "
                      "from the same chunk. Bounds memory.")
 

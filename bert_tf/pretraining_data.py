@@ -70,7 +70,7 @@ class PretrainingDataConfig:
     masking_lexicon: str | None = None
     max_ngram: int = 1
     dynamic_masking: bool = False
-    documents_per_chunk: int = 1000
+    documents_per_chunk: int = 500
 
     def validate(self) -> None:
         if self.max_seq_length < 5:

@@ -30,7 +30,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bert_tf.embedding_client import EmbeddingClient, EmbeddingServiceError  # noqa: E402
+from bert_tf.embedding_client import EmbeddingClient, EmbeddingServiceError
 
 MALFORMED = [
     ("POST", "/encode", b"not json at all"),
@@ -109,7 +109,7 @@ def run_load(url: str, load, reference: dict | None, malformed: int, deadline: f
                 response = conn.getresponse()
                 json.loads(response.read())["error"]
                 bad_statuses.append(response.status)
-            except Exception as e:  # counted as a failure below
+            except Exception as e:  # noqa: BLE001 (counted as a failure below)
                 bad_statuses.append(repr(e))
             finally:
                 conn.close()

@@ -4,8 +4,9 @@ POST /encode {"texts": ["a sentence", ["text a", "text b"], ...]} answers
 {"embeddings": [[...], ...], "dim": H}; GET /health answers the settings and
 counters. Handler threads tokenize and validate; one worker thread owns the
 model: it takes requests from a queue, groups up to `max_batch_size` texts
-(waiting at most `batch_wait_ms` for more to arrive), sorts them by length,
-runs padded batches and hands each request its rows back.
+(waiting at most `batch_wait_ms` for more to arrive), splits them into
+batches of similar length, runs each padded to its longest and hands each
+request its rows back.
 
 Pooling (over `encoder_outputs[pooling_layer]`):
   mean / max   over every non-padding position, [CLS] and [SEP] included
@@ -114,6 +115,28 @@ def embedding_function(encoder: modeling.BertEncoder, strategy: str, layer: int)
     return embed
 
 
+def length_buckets(rows: list, max_batch_size: int, slack: float = 1.25, extra: int = 4) -> list:
+    """Splits `(job, index)` rows into batches of similar length.
+
+    Rows are sorted by length and a new batch starts when a row is longer
+    than `slack` times the batch's shortest plus `extra` wordpieces: padding
+    costs as much as real tokens, and one long text in a batch of short
+    ones would multiply the batch's cost.
+    """
+    def length(row):
+        job, i = row
+        return len(job.features[i].input_ids)
+
+    batches, batch = [], []
+    for row in sorted(rows, key=length):
+        if batch and (len(batch) == max_batch_size
+                      or length(row) > slack * length(batch[0]) + extra):
+            batches.append(batch)
+            batch = []
+        batch.append(row)
+    return batches + [batch] if batch else batches
+
+
 class _Job:
     """One request's features, filled in row by row by the worker."""
 
@@ -177,10 +200,8 @@ class BatchingWorker:
                     stopping = True
                     break
                 rows.extend((job, i) for i in range(len(job.features)))
-            # Similar lengths together: less padding when there is more than one batch.
-            rows.sort(key=lambda row: len(row[0].features[row[1]].input_ids))
-            for start in range(0, len(rows), self._max_batch_size):
-                self._run_batch(rows[start:start + self._max_batch_size])
+            for batch in length_buckets(rows, self._max_batch_size):
+                self._run_batch(batch)
         self._fail_queued(ServiceUnavailable("the service is shutting down"))
 
     def _run_batch(self, rows: list[tuple[_Job, int]]) -> None:
@@ -188,7 +209,7 @@ class BatchingWorker:
         try:
             inputs = feature_extraction.pad_batch(features)
             values = self._embed(**inputs).numpy()
-        except Exception as e:  # the server must survive a failing batch
+        except Exception as e:  # noqa: BLE001 (the server must survive a failing batch)
             logging.exception("model call failed on a batch of %d texts", len(rows))
             for job in {id(job): job for job, _ in rows}.values():
                 job.error = RuntimeError(f"model call failed: {type(e).__name__}: {e}")
@@ -324,7 +345,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def service(self) -> EmbeddingService:
         return self.server.service
 
-    def log_message(self, format, *args):  # noqa: A002 (the base class's name)
+    def log_message(self, format, *args):
         logging.debug("%s %s", self.address_string(), format % args)
 
     def _send(self, status: int, payload: dict) -> None:
@@ -356,7 +377,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(e.status, {"error": str(e)})
         except ServiceUnavailable as e:
             self._send(503, {"error": str(e)})
-        except Exception as e:  # answer 500 and keep serving
+        except Exception as e:  # noqa: BLE001 (answer 500 and keep serving)
             logging.exception("internal error on POST /encode")
             self._send(500, {"error": f"internal error: {type(e).__name__}: {e}"})
         else:

@@ -19,8 +19,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from bert_tf import embedding_service, modeling, tokenization  # noqa: E402
-from bert_tf.embedding_client import EmbeddingClient, EmbeddingServiceError  # noqa: E402
+from bert_tf import embedding_service, modeling, tokenization
+from bert_tf.embedding_client import EmbeddingClient, EmbeddingServiceError
 
 REPO = Path(__file__).resolve().parents[1]
 SENTENCES = [
@@ -29,8 +29,8 @@ SENTENCES = [
     "it 's a charming and often affecting journey .",
     "unflinchingly bleak and desperate",
     "Hello, World!",
-    "the acting , costumes , music , cinematography and sound are all astounding given "
-    "the production 's austere locales .",
+    ("the acting , costumes , music , cinematography and sound are all astounding given "
+     "the production 's austere locales ."),
 ]
 
 
@@ -166,7 +166,7 @@ def test_concurrent_requests_are_batched_and_match_single_requests(mean_server, 
         for i in range(start_index, len(requests), 8):
             try:
                 answers[i] = client.encode(requests[i])
-            except Exception as e:  # collected: asserted below
+            except Exception as e:  # noqa: BLE001 (collected: asserted below)
                 errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
@@ -220,6 +220,21 @@ def test_worker_groups_queued_requests_into_one_batch():
     worker.stop()
     assert batch_sizes == [1, 9]
     assert sorted(len(r) for r in results) == [1, 2, 3, 4]
+
+
+def test_length_buckets_bound_padding_and_keep_every_row():
+    lengths = [40, 3, 9, 5, 64, 3, 12, 10, 4, 50, 3, 3]
+    job = embedding_service._Job([embedding_service.feature_extraction.Features(
+        i, [], [1] * n, [0] * n) for i, n in enumerate(lengths)])
+    batches = embedding_service.length_buckets([(job, i) for i in range(len(lengths))],
+                                               max_batch_size=3)
+    assert sorted(i for batch in batches for _, i in batch) == list(range(len(lengths)))
+    for batch in batches:
+        sizes = [lengths[i] for _, i in batch]
+        assert len(batch) <= 3
+        assert max(sizes) <= 1.25 * min(sizes) + 4
+    # Short texts are not padded to the long ones: [3, 3, 3], [3, 4, 5], ...
+    assert [lengths[i] for _, i in batches[0]] == [3, 3, 3]
 
 
 def raw_request(url, method, path, body=None, headers=None):

@@ -27,7 +27,8 @@ def _python(code: str, env: dict | None = None, timeout: int = 300, cwd=REPO) ->
     """Runs `code` in a fresh interpreter; returns stdout, fails with stderr."""
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd,
-                            env=full_env, capture_output=True, text=True, timeout=timeout)
+                            env=full_env, capture_output=True, text=True, timeout=timeout,
+                            check=False)
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stdout
 
@@ -295,7 +296,7 @@ def test_run_classifier_with_hub_module_handle(tiny_export, tmp_path):
         [sys.executable, "run_classifier.py", f"--bert_hub_module_handle={tiny_export}/encoder",
          f"--data_dir={data}", f"--output_dir={output}", "--max_seq_length=32",
          "--train_batch_size=16", "--num_train_epochs=2"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert result.returncode == 0, result.stderr[-4000:]
     results = dict(line.split(" = ") for line in
@@ -313,7 +314,7 @@ def test_extract_features_with_hub_encoder(tiny_export, tiny_checkpoint, tmp_pat
         [sys.executable, "extract_features.py", f"--bert_hub_module_handle={tiny_export}/encoder",
          f"--input_file={text}", f"--output_file={tmp_path / 'hub.jsonl'}", "--layers=-1,-2",
          "--max_seq_length=16"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert result.returncode == 0, result.stderr[-4000:]
 

@@ -258,11 +258,16 @@ class Trainer:
 
     def _build_train_loop(self):
         k = self.config.gradient_accumulation_steps
+        update = self._replica_update
+        if self.config.use_xla and self.strategy.num_replicas_in_sync == 1:
+            # One replica needs no collective, so XLA can take the whole
+            # update, optimizer included; with several, only the micro-step.
+            update = tf.function(self._replica_update, jit_compile=True)
 
         @tf.function
         def one_step(iterator):
             micro_batches = tuple(next(iterator) for _ in range(k))
-            stats = self.strategy.run(self._replica_update, args=(micro_batches,))
+            stats = self.strategy.run(update, args=(micro_batches,))
             # Statistics were all-reduced, so any replica's copy is the global value.
             return tf.nest.map_structure(lambda v: self.strategy.experimental_local_results(v)[0], stats)
 

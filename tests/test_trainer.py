@@ -315,9 +315,11 @@ class _HugeLossTask(toy.ToyTask):
         return trainer.TaskOutputs(losses={k: 1e4 * v for k, v in outputs.losses.items()})
 
 
-def test_fp16_overflow_skips_the_update_and_halves_the_scale(tmp_path):
+@pytest.mark.parametrize("use_xla", [False, True])
+def test_fp16_overflow_skips_the_update_and_halves_the_scale(tmp_path, use_xla):
     config = trainer.TrainerConfig(model_dir=str(tmp_path), num_train_steps=1, num_warmup_steps=0,
-                                   learning_rate=0.01, steps_per_loop=1, mixed_precision="fp16")
+                                   learning_rate=0.01, steps_per_loop=1, mixed_precision="fp16",
+                                   use_xla=use_xla)
     run = trainer.Trainer(_HugeLossTask(), config, distribution.get_strategy("one_device"))
     before = toy.weights(run)
     scale = float(run.optimizer.dynamic_scale.numpy())

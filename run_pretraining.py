@@ -60,8 +60,12 @@ def main(_):
         raise ValueError("Pass --bert_config_file (from scratch) or --init_checkpoint")
     masking = None
     if FLAGS.dynamic_masking:
-        masking = input_pipeline.DynamicMasking(vocab_size=config.vocab_size,
-                                                masked_lm_prob=FLAGS.masked_lm_prob)
+        vocab_file = FLAGS.vocab_file or (source.vocab_file if source else None)
+        if not vocab_file:
+            raise ValueError("--dynamic_masking needs --vocab_file (for the [MASK], [CLS] "
+                             "and [SEP] ids and the random replacement tokens)")
+        masking = input_pipeline.DynamicMasking.from_vocab_file(
+            vocab_file, masked_lm_prob=FLAGS.masked_lm_prob)
     trainer_config = dict(
         num_train_steps=FLAGS.num_train_steps, learning_rate=FLAGS.learning_rate,
         num_warmup_steps=FLAGS.num_warmup_steps, **cli.trainer_kwargs_from_flags(FLAGS))

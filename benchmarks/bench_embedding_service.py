@@ -9,6 +9,14 @@ with --max_batch_size=1.
 
     python benchmarks/bench_embedding_service.py                 # 8 x 500 requests
     python benchmarks/bench_embedding_service.py --requests_per_client=50
+
+Measured on the shared 2-core machine (other jobs running, load average 5-12),
+MiniLM, max_seq_len 64, 8 clients x 500 requests (33,703 sentences): 145.6
+sentences/s, latency p50 252 ms, p99 814 ms, no error, no mismatch, 200 of
+200 malformed requests answered 4xx, server alive after, exit code 0 on
+SIGTERM. Same 8 x 60-request load: 207 sentences/s batched vs 111 with
+--max_batch_size=1 (1.87x). Before length bucketing (one padded batch for
+all grouped texts) batching was slower than one-at-a-time: 82 vs 107.
 """
 
 from __future__ import annotations

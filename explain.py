@@ -8,6 +8,12 @@ attention rollout per token, as JSON and as an HTML heat map.
 
 Without --output_dir, --init_checkpoint and --num_labels give an encoder
 with a fresh (random) head, which is useful only for testing.
+
+--evaluate, measured with MiniLM fine-tuned on 8,000 SST-2 examples at length
+64 (82.0% dev accuracy), on the 869 of 872 SST-2 dev sentences with at least
+4 wordpieces: deleting the 3 most attributed wordpieces lowers the predicted
+class's probability for 99.1% of sentences and flips 61.6% (mean drop 0.404);
+deleting 3 random ones lowers it for 57.7% and flips 10.0% (mean drop 0.037).
 """
 
 import json

@@ -351,3 +351,14 @@ def test_export_rejects_bad_arguments(tiny_checkpoint, tmp_path):
     assert not (tmp_path / "x").exists()
     with pytest.raises(FileNotFoundError, match="no-such-folder"):
         hub.HubEncoder(str(tmp_path / "no-such-folder"))
+
+
+def test_export_hub_script_reports_bad_input(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "export_hub.py", f"--init_checkpoint={tmp_path / 'missing'}",
+         f"--export_dir={tmp_path / 'out'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 2
+    assert "missing" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()

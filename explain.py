@@ -53,7 +53,7 @@ def _texts():
 
 
 def main(_):
-    from bert_tf import classifier_data, explain, modeling, tokenization
+    from bert_tf import atomic_io, classifier_data, explain, tokenization
 
     if FLAGS.output_dir and not FLAGS["max_seq_length"].present:
         # The length the classifier was trained at, unless asked otherwise.
@@ -81,9 +81,9 @@ def main(_):
         return
 
     explanations = [explainer.explain(a, b, FLAGS.target_class) for a, b in _texts()]
-    modeling.write_text_atomic(
+    atomic_io.write_text(
         FLAGS.output_json, json.dumps([e.to_dict() for e in explanations], indent=1) + "\n")
-    modeling.write_text_atomic(FLAGS.output_html, explain.to_html(explanations))
+    atomic_io.write_text(FLAGS.output_html, explain.to_html(explanations))
     for e in explanations:
         print(f"{e.labels[e.predicted]} ({max(e.probabilities):.3f}): "
               + " ".join(f"{t}:{a:+.2f}" for t, a in zip(e.tokens, e.attributions))

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import modeling
+from bert_tf import atomic_io, modeling
 
 # Checkpoint entries that are training state, not weights.
 _TRAINING_STATE = re.compile(r"(/adam_[mv]$|/Adam(_\d+)?$|^global_step$|_power$|"
@@ -140,7 +140,7 @@ def save_google_checkpoint(model, prefix: str, global_step: int | None = None) -
     # The state file TF uses to find the latest checkpoint; a relative path
     # keeps the folder relocatable.
     name = os.path.basename(prefix)
-    modeling.write_text_atomic(
+    atomic_io.write_text(
         os.path.join(folder, "checkpoint"),
         f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
     return prefix

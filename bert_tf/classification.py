@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import classifier_data, metrics, modeling, pretrained, tokenization, trainer
+from bert_tf import atomic_io, classifier_data, metrics, modeling, pretrained, tokenization, trainer
 
 
 class ClassificationTask:
@@ -114,7 +114,7 @@ def _check_output_dir(settings: ClassifierSettings, identity: dict) -> None:
                 f"{', '.join(changed)} ({path}); use a new --output_dir rather than "
                 "mixing checkpoints")
     else:
-        modeling.write_text_atomic(path, json.dumps(identity, indent=2, sort_keys=True) + "\n")
+        atomic_io.write_text(path, json.dumps(identity, indent=2, sort_keys=True) + "\n")
 
 
 def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
@@ -249,4 +249,4 @@ def _eval_metrics(task_name, logits, examples, label_list, is_regression) -> dic
 def _write_eval_results(path: str, results: dict) -> None:
     """`key = value` lines, sorted, as Google's run_classifier writes them."""
     text = "".join(f"{key} = {value}\n" for key, value in sorted(results.items()))
-    modeling.write_text_atomic(path, text)
+    atomic_io.write_text(path, text)

@@ -17,13 +17,13 @@ import csv
 import dataclasses
 import itertools
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 from absl import logging
+
+from bert_tf import atomic_io
 
 __all__ = [
     "DataError", "InputExample", "InputFeatures", "DataProcessor",
@@ -744,22 +744,6 @@ GLUE_SUBMISSION_FILES = {
 }
 
 
-def _write_atomically(path, text: str) -> None:
-    """Readers never see a half-written file: write aside, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def write_test_results(path, probabilities) -> None:
     """test_results.tsv as Google's run_classifier wrote it: one line per
     example, the class probabilities separated by tabs."""
@@ -767,7 +751,7 @@ def write_test_results(path, probabilities) -> None:
     if probabilities.ndim != 2:
         raise ValueError(f"probabilities must be [examples, classes], got shape "
                          f"{probabilities.shape}")
-    _write_atomically(path, "".join("\t".join(str(p) for p in row) + "\n"
+    atomic_io.write_text(path, "".join("\t".join(str(p) for p in row) + "\n"
                                     for row in probabilities))
 
 
@@ -793,6 +777,6 @@ def write_glue_submission(output_dir, task_name: str, predictions,
             raise ValueError(f"predictions must be class ids in [0, {len(label_list)})")
         values = [str(label_list[i]) for i in predictions.reshape(-1)]
     path = Path(output_dir) / GLUE_SUBMISSION_FILES[key]
-    _write_atomically(path, "index\tprediction\n"
+    atomic_io.write_text(path, "index\tprediction\n"
                       + "".join(f"{i}\t{value}\n" for i, value in enumerate(values)))
     return path

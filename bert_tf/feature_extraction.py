@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
-import tempfile
 from typing import Iterable, Iterator
 
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import tokenization
+from bert_tf import atomic_io, tokenization
 
 _PAIR = re.compile(r"^(.*) \|\|\| (.*)$")
 
@@ -114,23 +112,14 @@ def extract(encoder, tokenizer, input_file: str, output_file: str, layers: list[
         outputs = encoder(inputs, training=False)["encoder_outputs"]
         return [outputs[i] for i in layers]
 
-    folder = os.path.dirname(os.path.abspath(output_file))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".jsonl")
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            features = to_features(read_lines(input_file), tokenizer, max_seq_length)
-            for batch in _batches(features, batch_size):
-                values = [v.numpy() for v in run(pad_batch(batch))]
-                for row, f in enumerate(batch):
-                    out.write(json.dumps(_record(f, row, layers, values)) + "\n")
-                    count += 1
-        os.replace(tmp, output_file)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_io.open_for_write(output_file) as out:
+        features = to_features(read_lines(input_file), tokenizer, max_seq_length)
+        for batch in _batches(features, batch_size):
+            values = [v.numpy() for v in run(pad_batch(batch))]
+            for row, f in enumerate(batch):
+                out.write(json.dumps(_record(f, row, layers, values)) + "\n")
+                count += 1
     return count
 
 

@@ -29,13 +29,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import tempfile
 
 import keras
 import tensorflow as tf
 
-from bert_tf import modeling, pretrained, text_graph
+from bert_tf import atomic_io, modeling, pretrained, text_graph
 
 ENCODER_DIR = "encoder"
 PREPROCESSOR_DIR = "preprocessor"
@@ -227,10 +225,7 @@ def export(source: pretrained.Pretrained, export_dir: str, seq_length: int = 128
     report = source.restore(pretrainer)
     with_mlm = _has_mlm_head(source, report)
 
-    parent = os.path.dirname(os.path.abspath(export_dir))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=".tmp-hub-export-")
-    try:
+    with atomic_io.staged_folder(export_dir) as staging:
         config_file = os.path.join(staging, CONFIG_ASSET)
         source.config.to_json_file(config_file)
         encoder = encoder_module(pretrainer.encoder, source.vocab_file, source.do_lower_case,
@@ -240,21 +235,7 @@ def export(source: pretrained.Pretrained, export_dir: str, seq_length: int = 128
                                            seq_length, source.config.max_position_embeddings)
         tf.saved_model.save(preprocessor, os.path.join(staging, PREPROCESSOR_DIR))
         os.unlink(config_file)
-        _replace_folder(staging, export_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return {"mlm": with_mlm}
-
-
-def _replace_folder(staging: str, target: str) -> None:
-    parent = os.path.dirname(os.path.abspath(target))
-    if os.path.exists(target):
-        old = tempfile.mkdtemp(dir=parent, prefix=".old-hub-export-")
-        os.rename(target, os.path.join(old, "export"))
-        os.rename(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(staging, target)
 
 
 # --- loading ----------------------------------------------------------------

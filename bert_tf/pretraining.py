@@ -15,7 +15,7 @@ import os
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import input_pipeline, modeling, pretrained, trainer
+from bert_tf import atomic_io, input_pipeline, modeling, pretrained, trainer
 
 
 class PretrainingTask:
@@ -128,7 +128,7 @@ def run_pretraining(settings: PretrainingSettings, strategy=None) -> dict:
             "global_step": int(runner.global_step.numpy()),
         }
         text = "".join(f"{key} = {value}\n" for key, value in sorted(results.items()))
-        modeling.write_text_atomic(os.path.join(settings.output_dir, "eval_results.txt"), text)
+        atomic_io.write_text(os.path.join(settings.output_dir, "eval_results.txt"), text)
         print("***** Eval results *****\n" + text, end="", flush=True)
     return results
 

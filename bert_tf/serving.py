@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 
 import tensorflow as tf
 
-from bert_tf import text_graph
+from bert_tf import atomic_io, text_graph
 
 
 class ClassifierServer(tf.Module):
@@ -58,25 +56,12 @@ def export_classifier(model, export_dir: str, vocab_file: str, do_lower_case: bo
     """Writes the serving SavedModel; the folder appears only when complete."""
     server = ClassifierServer(model, vocab_file, do_lower_case, seq_length, labels,
                               is_regression)
-    parent = os.path.dirname(os.path.abspath(export_dir))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=".tmp-export-")
-    try:
+    with atomic_io.staged_folder(export_dir) as staging:
         tf.saved_model.save(server, staging, signatures={
             "serving_default": server.serve, "serve_pair": server.serve_pair})
         with open(os.path.join(staging, "labels.json"), "w", encoding="utf-8") as f:
             json.dump({"labels": labels, "is_regression": is_regression,
                        "seq_length": seq_length, "do_lower_case": do_lower_case}, f)
-        if os.path.exists(export_dir):
-            # Keep the previous export until the new one is in place.
-            old = tempfile.mkdtemp(dir=parent, prefix=".old-export-")
-            os.rename(export_dir, os.path.join(old, "model"))
-            os.rename(staging, export_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(staging, export_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return export_dir
 
 

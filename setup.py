@@ -12,7 +12,6 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["bert_tf", "bert_tf.*"]),
-    package_data={"bert_tf": ["resources/*"]},
     py_modules=[
         "create_pretraining_data", "run_pretraining", "run_classifier",
         "extract_features", "learn_vocab", "export_hub",
@@ -43,6 +42,6 @@ setup(
         # Running the notebooks in notebooks/ outside Jupyter.
         "notebooks": ["nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
         # Peers that the benchmarks compare against.
-        "bench": ["keras-hub>=0.20", "transformers>=4.40", "psutil"],
+        "bench": ["keras-hub>=0.20", "transformers>=5,<6", "psutil"],
     },
 )

@@ -164,13 +164,7 @@ def preprocessor_module(vocab_file: str, do_lower_case: bool, seq_length: int = 
             seq_length, len(segments) + 2,
             message="bert_pack_inputs: seq_length leaves no room for tokens")
         # Truncate for the requested length, pack at a fixed width, then cut.
-        budget = tf.cast(seq_length - len(segments) - 1, tf.int64)
-        lengths = [s.row_lengths() for s in segments]
-        if len(segments) == 1:
-            kept = [tf.minimum(lengths[0], budget)]
-        else:
-            kept = text_graph._truncated_pair_lengths(lengths[0], lengths[1], budget)
-        segments = [text_graph._first_n(s, k) for s, k in zip(segments, kept)]
+        segments = text_graph.truncate_segments(segments, seq_length - len(segments) - 1)
         packed = tokenizer.pack(segments, max_seq_length)
         padding = tokenizer.special_tokens["padding_id"]
         extra = tf.maximum(0, seq_length - max_seq_length)

@@ -178,18 +178,13 @@ class GraphTokenizer(tf.Module):
         # TF-Hub tokenizers return [batch, words, pieces]; words don't matter here.
         segments = [tf.cast(s.merge_dims(1, -1) if s.shape.rank == 3 else s, tf.int32)
                     for s in segments]
-        budget = seq_length - len(segments) - 1
-        lengths = [s.row_lengths() for s in segments]
-        if len(segments) == 1:
-            kept = [tf.minimum(lengths[0], budget)]
-        else:
-            kept = _truncated_pair_lengths(lengths[0], lengths[1], budget)
+        segments = truncate_segments(segments, seq_length - len(segments) - 1)
         cls = self.special_tokens["start_of_sequence_id"]
         sep = self.special_tokens["end_of_segment_id"]
         batch = segments[0].nrows()
         ids, types = [], []
-        for index, (segment, keep) in enumerate(zip(segments, kept)):
-            parts = [_first_n(segment, keep), tf.fill([batch, 1], sep)]
+        for index, segment in enumerate(segments):
+            parts = [segment, tf.fill([batch, 1], sep)]
             if index == 0:
                 parts.insert(0, tf.fill([batch, 1], cls))
             segment = tf.concat(parts, axis=1)
@@ -208,6 +203,18 @@ class GraphTokenizer(tf.Module):
     def __call__(self, strings, seq_length: int = 128) -> dict[str, tf.Tensor]:
         """Tokenizes and packs single sentences, like a TF-Hub preprocessor."""
         return self.pack([self.tokenize(strings)], seq_length)
+
+
+def truncate_segments(segments: list[tf.RaggedTensor], budget) -> list[tf.RaggedTensor]:
+    """Cuts one or two [batch, (pieces)] segments to `budget` tokens in all,
+    as Google's `_truncate_seq_pair` does; `budget` may be a tensor."""
+    budget = tf.cast(budget, tf.int64)
+    lengths = [s.row_lengths() for s in segments]
+    if len(segments) == 1:
+        kept = [tf.minimum(lengths[0], budget)]
+    else:
+        kept = _truncated_pair_lengths(lengths[0], lengths[1], budget)
+    return [_first_n(s, k) for s, k in zip(segments, kept)]
 
 
 def _first_n(segment: tf.RaggedTensor, n: tf.Tensor) -> tf.RaggedTensor:

@@ -187,12 +187,10 @@ def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
         examples = processor.get_test_examples(settings.data_dir)
         logits = _predict(runner, settings, examples, label_list, tokenizer, is_regression,
                           settings.predict_batch_size)
-        if is_regression:
-            classifier_data.write_test_results(
-                os.path.join(settings.output_dir, "test_results.tsv"), logits)
-        else:
-            classifier_data.write_test_results(
-                os.path.join(settings.output_dir, "test_results.tsv"), _softmax(logits))
+        # One column of scores for regression, class probabilities otherwise.
+        classifier_data.write_test_results(
+            os.path.join(settings.output_dir, "test_results.tsv"),
+            logits[:, None] if is_regression else _softmax(logits))
         if settings.task_name.lower() in classifier_data.GLUE_SUBMISSION_FILES:
             classifier_data.write_glue_submission(
                 settings.output_dir, settings.task_name,

@@ -233,12 +233,9 @@ def _eval_metrics(task_name, logits, examples, label_list, is_regression) -> dic
         labels = np.array([index[e.label] for e in examples])
         log_probs = np.log(np.maximum(_softmax(logits), 1e-30))
         loss = float(-log_probs[np.arange(len(labels)), labels].mean())
-    key = task_name.lower()
-    if key in metrics.TASK_METRICS:
-        values = metrics.glue_metrics(key, logits, labels)
-    else:
-        values = ({"pearson": metrics.pearson(logits, labels)} if is_regression
-                  else {"accuracy": metrics.accuracy(logits.argmax(-1), labels)})
+    # Any regression task (STS-B or a generic one) is scored like STS-B.
+    values = metrics.glue_metrics("sts-b" if is_regression else task_name.lower(),
+                                  logits, labels)
     results = {f"eval_{k}": float(v) for k, v in values.items()}
     results["eval_loss"] = loss
     return results

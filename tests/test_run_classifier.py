@@ -144,3 +144,21 @@ def test_bad_training_data_is_named_by_file_and_line(tmp_path, tiny_model, conte
                   "--task_name=sst-2", f"--output_dir={tmp_path / 'out'}", "--max_seq_length=16")
     assert result.returncode == 2, result.stderr[-2000:]
     assert culprit in result.stderr and "Traceback" not in result.stderr
+
+
+def test_generic_regression_task_scores_like_sts_b(tmp_path, tiny_model):
+    rows = ["sentence\tscore"] + [f"sentence number {i}\t{i / 10:.1f}" for i in range(48)]
+    for split in ("train", "dev"):
+        (tmp_path / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "test.tsv").write_text("sentence\nhello\nworld\n")
+    result = _run(f"--init_checkpoint={tiny_model}", f"--data_dir={tmp_path}",
+                  "--task_name=generic", "--regression", "--label_column=score",
+                  f"--output_dir={tmp_path / 'out'}", "--do_predict", "--max_seq_length=16",
+                  "--max_train_examples=0", "--train_batch_size=16")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = dict(line.split(" = ") for line in
+                   (tmp_path / "out/eval_results.txt").read_text().splitlines())
+    assert set(results) == {"eval_pearson", "eval_spearmanr", "eval_corr", "eval_loss",
+                            "global_step"}
+    scores = np.loadtxt(tmp_path / "out/test_results.tsv", delimiter="\t")
+    assert scores.shape == (2,)  # one column of scores, one row per test text

@@ -14,7 +14,7 @@ setup(
     packages=find_packages(include=["bert_tf", "bert_tf.*"]),
     py_modules=[
         "create_pretraining_data", "run_pretraining", "run_classifier",
-        "extract_features", "learn_vocab", "export_hub",
+        "extract_features", "learn_vocab", "export_hub", "serve_embeddings", "explain",
     ],
     install_requires=[
         # tensorflow-text is built against one TensorFlow minor version.

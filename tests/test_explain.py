@@ -20,11 +20,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def vocab_file(shared_data):
-    return str(shared_data / "vocab" / "bert_uncased_vocab.txt")
-
-
-@pytest.fixture(scope="module")
 def tokenizer(vocab_file):
     return tokenization.FullTokenizer(vocab_file, do_lower_case=True)
 

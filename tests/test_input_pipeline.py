@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from bert_tf import input_pipeline
+from conftest import google_record_spec
 from bert_tf import pretraining_data as ptd
 
 SEQ, PRED, VOCAB_SIZE = 64, 10, 30522
@@ -18,15 +19,7 @@ PAD, CLS, SEP, MASK = 0, 101, 102, 103
 
 
 def _parse_all(paths, dynamic=False):
-    sequence = tf.io.FixedLenFeature([SEQ], tf.int64)
-    spec = {"input_ids": sequence, "input_mask": sequence, "segment_ids": sequence,
-            "next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64)}
-    if dynamic:
-        spec["word_starts"] = sequence
-    else:
-        spec["masked_lm_positions"] = tf.io.FixedLenFeature([PRED], tf.int64)
-        spec["masked_lm_ids"] = tf.io.FixedLenFeature([PRED], tf.int64)
-        spec["masked_lm_weights"] = tf.io.FixedLenFeature([PRED], tf.float32)
+    spec = google_record_spec(SEQ, PRED, dynamic)
     records = tf.data.TFRecordDataset([str(p) for p in paths])
     return [{k: v.numpy() for k, v in tf.io.parse_single_example(r, spec).items()}
             for r in records]

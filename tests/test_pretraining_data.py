@@ -14,6 +14,7 @@ import pytest
 from bert_tf import pretraining_data as ptd
 from bert_tf import tfrecords
 from bert_tf.tokenization import FullTokenizer
+from conftest import google_record_spec
 
 SEQ, PRED = 128, 20
 PAD, CLS, SEP, MASK = 0, 101, 102, 103  # ids in both Google vocabularies
@@ -39,15 +40,7 @@ def read_records(paths, dynamic=False) -> dict[str, np.ndarray]:
     """All records of `paths`, parsed with Google's feature spec."""
     import tensorflow as tf
 
-    sequence = tf.io.FixedLenFeature([SEQ], tf.int64)
-    spec = {"input_ids": sequence, "input_mask": sequence, "segment_ids": sequence,
-            "next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64)}
-    if dynamic:
-        spec["word_starts"] = sequence
-    else:
-        spec["masked_lm_positions"] = tf.io.FixedLenFeature([PRED], tf.int64)
-        spec["masked_lm_ids"] = tf.io.FixedLenFeature([PRED], tf.int64)
-        spec["masked_lm_weights"] = tf.io.FixedLenFeature([PRED], tf.float32)
+    spec = google_record_spec(SEQ, PRED, dynamic)
     batches = [tf.io.parse_example(records, spec)
                for records in tf.data.TFRecordDataset(list(map(str, paths))).batch(4096)]
     return {name: np.concatenate([batch[name].numpy() for batch in batches])

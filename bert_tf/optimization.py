@@ -129,6 +129,28 @@ class AdamWeightDecay(_DecoupledDecayOptimizer):
     def __init__(self, learning_rate=0.001, weight_decay_rate=0.0, name="AdamWeightDecay", **kwargs):
         super().__init__(learning_rate, weight_decay_rate, name=name, **kwargs)
 
+    def update_step(self, gradient, variable, learning_rate):
+        if keras.backend.backend() != "tensorflow":
+            return super().update_step(gradient, variable, learning_rate)
+        # One fused kernel instead of a dozen element-wise ops, each with a
+        # temporary the size of the variable. Adam's bias correction is
+        # switched off by passing zero for beta**t, and decaying the weights
+        # first gives exactly param - lr * (adam_direction + rate * param).
+        import tensorflow as tf
+
+        index = self._get_variable_index(variable)
+        dtype = variable.dtype
+        gradient = tf.cast(tf.convert_to_tensor(gradient), dtype)
+        learning_rate = tf.cast(learning_rate, dtype)
+        if self._decay_flags[index]:
+            variable.assign_sub(variable * (learning_rate * self.weight_decay_rate))
+        zero = tf.zeros([], dtype)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=self._m[index].value.handle, v=self._v[index].value.handle,
+            beta1_power=zero, beta2_power=zero, lr=learning_rate,
+            beta1=tf.cast(self.beta_1, dtype), beta2=tf.cast(self.beta_2, dtype),
+            epsilon=tf.cast(self.epsilon, dtype), grad=gradient)
+
     def _adam_direction(self, m, v):
         return m / (ops.sqrt(v) + self.epsilon)
 

@@ -18,6 +18,48 @@ from absl import logging
 from bert_tf import atomic_io, input_pipeline, modeling, pretrained, trainer
 
 
+def masked_lm_cross_entropy(logits, labels):
+    """Per-prediction negative log-likelihood and top-1 correctness.
+
+    Same values and gradients as `tf.nn.sparse_softmax_cross_entropy_with_logits`,
+    but faster on CPU where the vocabulary-wide softmax is a large share of a
+    small model's step: the softmax is one oneDNN kernel, and its output serves
+    the loss, the gradient (`probs - one_hot`) and the accuracy. The log
+    normaliser is read off the largest probability, which cannot underflow
+    (it is at least 1/vocab_size), so the loss stays finite however wrong the
+    prediction. A prediction counts as correct when the label's logit equals
+    the maximum (argmax, up to ties).
+
+    logits: [..., vocab] (cast to float32); labels: [...] int32.
+    """
+    logits = tf.cast(logits, tf.float32)
+    shape = tf.shape(labels)
+    flat_logits = tf.reshape(logits, [-1, tf.shape(logits)[-1]])
+    flat_labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+    nll, correct = _softmax_cross_entropy(flat_logits, flat_labels)
+    return tf.reshape(nll, shape), tf.reshape(correct, shape)
+
+
+def _softmax_cross_entropy(logits, labels):
+    index = tf.stack([tf.range(tf.shape(labels)[0]), labels], axis=1)
+    # Constants to the gradient, which `grad` below gives in full.
+    label_logit = tf.gather_nd(tf.stop_gradient(logits), index)
+    top_logit = tf.reduce_max(tf.stop_gradient(logits), axis=-1)
+
+    @tf.custom_gradient
+    def nll_of(logits):
+        probs = tf.nn.softmax(logits)
+        # log(sum(exp(l - top))) = -log(max(probs)).
+        nll = top_logit - label_logit - tf.math.log(tf.reduce_max(probs, axis=-1))
+
+        def grad(upstream):
+            return tf.tensor_scatter_nd_sub(probs * upstream[:, tf.newaxis], index, upstream)
+
+        return nll, grad
+
+    return nll_of(logits), tf.greater_equal(label_logit, top_logit)
+
+
 class PretrainingTask:
     def __init__(self, config: modeling.BertConfig, source: pretrained.Pretrained | None = None):
         self.config = config
@@ -45,9 +87,8 @@ class PretrainingTask:
         mlm_logits = outputs["masked_lm_logits"]
         weights = tf.cast(batch["masked_lm_weights"], tf.float32)
         mlm_ids = tf.cast(batch["masked_lm_ids"], tf.int32)
-        mlm_nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=mlm_ids, logits=mlm_logits)
-        mlm_correct = tf.cast(tf.equal(tf.argmax(mlm_logits, -1, output_type=tf.int32), mlm_ids),
-                              tf.float32) * weights
+        mlm_nll, mlm_correct = masked_lm_cross_entropy(mlm_logits, mlm_ids)
+        mlm_correct = tf.cast(mlm_correct, tf.float32) * weights
 
         nsp_logits = outputs["next_sentence_logits"]
         nsp_labels = tf.reshape(tf.cast(batch["next_sentence_labels"], tf.int32), [-1])

@@ -249,9 +249,11 @@ def test_bert_pretraining_with_accumulation_matches_a_big_batch_reference(tmp_pa
                  for g in tape.gradient(loss, reference.trainable_variables)]
         norm = np.sqrt(sum((g * g).sum() for g in grads))
         grads = [g / max(norm, 1.0) for g in grads]
+        # Google's rule with the betas as float32 holds them (see test_optimization).
+        b1, b2 = float(np.float32(0.9)), float(np.float32(0.999))
         for i, g in enumerate(grads):
-            m[i] = 0.9 * m[i] + 0.1 * g
-            v[i] = 0.999 * v[i] + 0.001 * g * g
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
             update = m[i] / (np.sqrt(v[i]) + 1e-6) + (0.01 * params[i] if decayed[i] else 0.0)
             params[i] = params[i] - 1e-2 * (1 - step / 2) * update
         for var, value in zip(reference.trainable_variables, params):

@@ -113,7 +113,8 @@ def encoder_module(encoder: modeling.BertEncoder, vocab_file: str, do_lower_case
             outputs = encoder({k: inputs[k] for k in modeling.ENCODER_INPUTS}, training=training)
             result = _encoder_outputs(outputs)
             del result["default"]
-            logits = pretrainer.masked_lm(outputs["sequence_output"], inputs["masked_lm_positions"])
+            logits = pretrainer.masked_lm.gather_and_call(outputs["sequence_output"],
+                                                          inputs["masked_lm_positions"])
             result["mlm_logits"] = tf.cast(logits, tf.float32)
             return result
 

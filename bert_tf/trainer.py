@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import optimization
+from bert_tf import modeling, optimization
 
 DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
 _SUM = tf.distribute.ReduceOp.SUM
@@ -195,7 +195,8 @@ class Trainer:
 
     def _micro_step(self, batch, counts):
         """Gradient of this replica's share of the global loss on one micro-batch."""
-        with tf.GradientTape() as tape:
+        algorithm = "threefry" if self.config.use_xla else "philox"
+        with tf.GradientTape() as tape, modeling.dropout_random_algorithm(algorithm):
             outputs = self.task.forward(self.model, batch, training=True)
             terms = {name: tf.math.divide_no_nan(tf.cast(total, tf.float32), counts[name])
                      for name, total in outputs.losses.items()}

@@ -111,6 +111,51 @@ def test_pretraining_heads_match_hugging_face(tmp_path):
                                expected.seq_relationship_logits.numpy(), atol=1e-5)
 
 
+def test_pretraining_gradients_match_hugging_face(tmp_path):
+    """The last layer runs only at the masked positions and [CLS]; the loss
+    and every parameter's gradient still equal PyTorch's full computation."""
+    torch.manual_seed(3)
+    reference = transformers.BertForPreTraining(_tiny_hf_config()).train()
+    reference.save_pretrained(tmp_path)
+    model = modeling.BertPretrainer(checkpoints.read_hf_config(str(tmp_path)))
+    checkpoints.load_hf_weights(model, str(tmp_path), required=("bert/", "cls/"))
+
+    ids, mask, types = _random_inputs(np.random.default_rng(4))
+    positions = np.array([[1, 3, 6], [2, 4, 10], [0, 5, 5]])  # [CLS] and a repeat too
+    labels = np.array([[5, 7, 9], [11, 13, 17], [19, 23, 23]])
+    nsp_labels = np.array([0, 1, 1])
+    out = reference(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+                    token_type_ids=torch.tensor(types))
+    gathered = out.prediction_logits[torch.arange(3)[:, None], torch.tensor(positions)]
+    expected_loss = (torch.nn.functional.cross_entropy(gathered.reshape(-1, 99),
+                                                       torch.tensor(labels).reshape(-1))
+                     + torch.nn.functional.cross_entropy(out.seq_relationship_logits,
+                                                         torch.tensor(nsp_labels)))
+    expected_loss.backward()
+    expected_grads = dict(reference.named_parameters())
+
+    with tf.GradientTape() as tape:
+        ours = model({"input_word_ids": ids, "input_mask": mask, "input_type_ids": types,
+                      "masked_lm_positions": positions}, training=True)
+        loss = (tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    labels, ours["masked_lm_logits"]))
+                + tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    nsp_labels, ours["next_sentence_logits"])))
+    table = model.checkpoint_map()
+    grads = tape.gradient(loss, list(table.values()))
+    np.testing.assert_allclose(loss.numpy(), expected_loss.item(), rtol=1e-5)
+    checked = 0
+    for (google_name, _), grad in zip(table.items(), grads):
+        name, transpose = checkpoints.hf_name(google_name)
+        expected = expected_grads[name].grad.numpy()
+        grad = tf.convert_to_tensor(grad).numpy()
+        np.testing.assert_allclose(grad.T if transpose else grad, expected,
+                                   atol=2e-5, rtol=1e-4, err_msg=google_name)
+        checked += 1
+    # PyTorch lists the decoder weight, tied to the word embeddings, once.
+    assert checked == len(expected_grads)
+
+
 def test_classifier_matches_hugging_face(tmp_path):
     torch.manual_seed(0)
     reference = transformers.BertForSequenceClassification(
@@ -176,3 +221,41 @@ def test_malformed_config_is_rejected_naming_file_and_key(tmp_path, content, cul
 def test_missing_config_file_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.json"):
         modeling.BertConfig.from_json_file(str(tmp_path / "nowhere.json"))
+
+
+def test_dropout_drops_at_the_rate_and_scales_the_rest():
+    rate = 0.1
+    layer = modeling.Dropout(rate, seed=7)
+    x = tf.ones([400, 500])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+    grad = tape.gradient(y, x).numpy()
+    y = y.numpy()
+    dropped = float((y == 0).mean())
+    # 200,000 Bernoulli(0.1) draws: standard deviation 0.00067.
+    assert abs(dropped - rate) < 0.004, dropped
+    np.testing.assert_allclose(np.unique(y), [0.0, 1 / (1 - rate)], rtol=1e-4)
+    np.testing.assert_array_equal(grad, y)  # d(x * mask) / dx = mask, here equal to y
+    again = layer(x, training=True).numpy()
+    assert 0.15 < float(((again == 0) != (y == 0)).mean()) < 0.21  # fresh draws: 2 p (1 - p)
+    np.testing.assert_array_equal(layer(x, training=False), x)
+    assert modeling.Dropout(0.0)(x, training=True) is x
+
+
+@pytest.mark.parametrize("algorithm", ["philox", "threefry"])
+def test_dropout_under_xla_with_either_generator(algorithm):
+    layer = modeling.Dropout(0.25, seed=1)
+    x = tf.ones([333, 7])  # an odd number of elements: 16-bit halves of 32-bit draws
+
+    @tf.function(jit_compile=True)
+    def apply(x):
+        with modeling.dropout_random_algorithm(algorithm):
+            return layer(x, training=True)
+
+    y = apply(x).numpy()
+    assert y.shape == (333, 7)
+    assert abs(float((y == 0).mean()) - 0.25) < 0.03
+    with pytest.raises(ValueError, match="unknown random algorithm"):
+        with modeling.dropout_random_algorithm("mt19937"):
+            pass

@@ -48,6 +48,12 @@ flags.DEFINE_bool("dynamic_masking", False,
                   "Write unmasked records for masking in the input pipeline at every "
                   "epoch; their word_starts feature marks whole words (and lexicon "
                   "phrases) whatever --do_whole_word_mask says.")
+flags.DEFINE_bool("fair_next_sentence", True,
+                  "Keep the next-sentence coin fair for a chunk of a single sentence: "
+                  "a true pair then splits that sentence at a word boundary. Google's "
+                  "script always pairs such a chunk with a random sentence, which puts "
+                  "~53% of labels at 'random' on real text; --nofair_next_sentence "
+                  "reproduces that rule.")
 flags.DEFINE_integer("documents_per_chunk", 500,
                      "Documents shuffled together per worker; random next segments come "
                      "from the same chunk. Bounds memory.")
@@ -68,6 +74,7 @@ def main(_):
         max_ngram=FLAGS.max_ngram,
         dynamic_masking=FLAGS.dynamic_masking,
         documents_per_chunk=FLAGS.documents_per_chunk,
+        fair_next_sentence=FLAGS.fair_next_sentence,
     )
     outputs = FLAGS.output_file.split(",")
     try:

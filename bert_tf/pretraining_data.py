@@ -71,6 +71,7 @@ class PretrainingDataConfig:
     max_ngram: int = 1
     dynamic_masking: bool = False
     documents_per_chunk: int = 500
+    fair_next_sentence: bool = True
 
     def validate(self) -> None:
         if self.max_seq_length < 5:
@@ -367,6 +368,7 @@ class InstanceMaker:
         self.config = config
         self.rng = rng
         self.cls_id, self.sep_id, self.mask_id = vocab[CLS], vocab[SEP], vocab[MASK]
+        self._continuation_ids = frozenset(i for t, i in vocab.items() if t.startswith("##"))
         self.vocab_size = len(vocab)
         # Span lengths 1..max_ngram are drawn with probability proportional to 1/n.
         weights = [1.0 / n for n in range(1, config.max_ngram + 1)]
@@ -394,11 +396,29 @@ class InstanceMaker:
                 a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
                 a = _joined(segments, chunk[:a_end])
                 a_units = _joined(segment_units, chunk[:a_end]) if with_units else None
-                if len(chunk) == 1 or rng.random() < 0.5:
-                    is_random_next = True
+                # Google's script always takes a random B for a chunk of one
+                # segment, which puts label 1 on ~53% of real-text instances;
+                # with fair_next_sentence, the coin decides there too and a
+                # true B is the rest of that segment after a word boundary.
+                splits = []
+                if len(chunk) == 1 and config.fair_next_sentence:
+                    splits = self._word_boundaries(
+                        segments[i], segment_units[i] if with_units else None)
+                if splits:
+                    is_random_next = rng.random() < 0.5
+                else:
+                    is_random_next = len(chunk) == 1 or rng.random() < 0.5
+                if is_random_next:
                     b, b_units = self._random_next(index, documents, target_length - len(a))
                     # The segments not used for A go back to the stream.
                     i -= len(chunk) - a_end
+                elif splits:
+                    cut = splits[rng.randrange(len(splits))]
+                    a, b = segments[i][:cut], segments[i][cut:]
+                    if with_units:
+                        a_units, b_units = segment_units[i][:cut], segment_units[i][cut:]
+                    else:
+                        b_units = None
                 else:
                     is_random_next = False
                     b = _joined(segments, chunk[a_end:])
@@ -409,6 +429,13 @@ class InstanceMaker:
                 chunk, chunk_length = [], 0
             i += 1
         return instances
+
+    def _word_boundaries(self, segment: list[int], units: list[bool] | None) -> list[int]:
+        """Positions in `segment` where a word (or masking unit) starts, after the first."""
+        if units is not None:
+            return [k for k in range(1, len(segment)) if units[k]]
+        continuation = self._continuation_ids
+        return [k for k in range(1, len(segment)) if segment[k] not in continuation]
 
     def _random_next(self, index: int, documents, target_length: int):
         rng = self.rng

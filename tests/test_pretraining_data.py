@@ -212,11 +212,15 @@ def test_replacements_are_80_10_10(brown_records):
     assert len(np.unique(shown[(shown != MASK) & (shown != original)])) > 1000
 
 
-def test_nsp_labels_near_half_on_real_text(brown_records):
-    # Google's rule forces a random next segment when a chunk holds a single
-    # sentence (short targets, document ends), so label 1 is a bit above half.
-    rate = brown_records["next_sentence_labels"].mean()
-    assert 0.48 <= rate <= 0.58
+def test_nsp_labels_half_on_real_text(brown_records, brown_slice, uncased_vocab, tmp_path):
+    labels = brown_records["next_sentence_labels"]
+    # ~3,000 fair coins: standard deviation 0.009.
+    assert abs(labels.mean() - 0.5) < 0.03, (labels.mean(), labels.size)
+    # Google's rule forces a random next segment whenever a chunk holds a
+    # single sentence (long sentences, short targets, document ends).
+    google = read_records(generate(tmp_path, brown_slice, uncased_vocab, dupe_factor=3,
+                                   fair_next_sentence=False))["next_sentence_labels"]
+    assert 0.52 < google.mean() < 0.6, google.mean()
 
 
 def test_segments_are_runs_of_the_tokenized_corpus(brown_records, brown_slice, uncased_vocab):
@@ -283,11 +287,33 @@ def test_small_chunks_and_degenerate_documents(tmp_path, uncased_vocab, place_wo
         sep = int(np.flatnonzero(ids[row] == SEP)[0])
         same_document = where[vocab[ids[row, 1]]] == where[vocab[ids[row, sep + 1]]]
         assert same_document == (label == 0)
-    # A lone one-sentence document and a line with nothing to tokenize.
+    # A lone one-sentence document and a line with nothing to tokenize: with
+    # Google's rule, B is always "random" (here from the same document).
     tiny = write_documents(tmp_path / "tiny.txt", [["just one sentence ."], ["\x01\x02"]])
     records = read_records(generate(tmp_path, tiny, uncased_vocab, name="tiny.tfrecord",
-                                    dupe_factor=2))
+                                    dupe_factor=2, fair_next_sentence=False))
     assert len(records["input_ids"]) == 2 and (records["next_sentence_labels"] == 1).all()
+
+
+def test_fair_coin_splits_a_lone_sentence_at_a_word_boundary(tmp_path, uncased_vocab):
+    text = "the unaffable playwright reconsidered everything ."
+    corpus = write_documents(tmp_path / "one.txt", [[text]])
+    records = read_records(generate(tmp_path, corpus, uncased_vocab, dupe_factor=200))
+    labels = records["next_sentence_labels"][:, 0]
+    assert 0.38 < labels.mean() < 0.62  # 200 fair coins
+    vocab = uncased_vocab.read_text(encoding="utf-8").split("\n")
+    whole = " ".join(FullTokenizer(str(uncased_vocab)).tokenize(text))
+    assert whole.count("##") >= 3
+    cuts = set()
+    for row in np.flatnonzero(labels == 0):
+        ids = unmasked_ids(records)[row]
+        sep = int(np.flatnonzero(ids == SEP)[0])
+        a = [vocab[i] for i in ids[1:sep]]
+        b = [vocab[i] for i in ids[sep + 1:] if i not in (SEP, 0)]
+        assert " ".join(a + b) == whole  # A then B is the sentence itself
+        assert not b[0].startswith("##")  # cut between words
+        cuts.add(len(a))
+    assert len(cuts) > 3  # the cut point is drawn
 
 
 # ----------------------------------------------------------------------------

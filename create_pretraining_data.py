@@ -52,7 +52,7 @@ flags.DEFINE_bool("fair_next_sentence", True,
                   "Keep the next-sentence coin fair for a chunk of a single sentence: "
                   "a true pair then splits that sentence at a word boundary. Google's "
                   "script always pairs such a chunk with a random sentence, which puts "
-                  "~53% of labels at 'random' on real text; --nofair_next_sentence "
+                  "~54% of labels at 'random' on real text; --nofair_next_sentence "
                   "reproduces that rule.")
 flags.DEFINE_integer("documents_per_chunk", 500,
                      "Documents shuffled together per worker; random next segments come "

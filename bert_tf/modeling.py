@@ -143,11 +143,10 @@ def dropout_random_algorithm(algorithm: str):
 
     TensorFlow's own CPU and GPU kernels implement only Philox. XLA also has
     ThreeFry, and on a CPU it compiles Philox poorly inside a whole training
-    step (one fusion producing its four output lanes took most of the
-    step's time): a BERT-Tiny step ran at
-    150 sequences/s with Philox dropout and 320 with ThreeFry. Code compiled
-    with XLA should therefore trace its model under
-    `dropout_random_algorithm("threefry")`, as the trainer does.
+    step (one fusion producing its four output lanes took most of the step's
+    time): a BERT-Tiny step ran at 150 sequences/s with Philox dropout and
+    320 with ThreeFry. Code compiled with XLA should therefore trace its
+    model under `dropout_random_algorithm("threefry")`, as the trainer does.
     """
     if algorithm not in ("philox", "threefry"):
         raise ValueError(f"unknown random algorithm {algorithm!r}; use 'philox' or 'threefry'")

@@ -397,7 +397,7 @@ class InstanceMaker:
                 a = _joined(segments, chunk[:a_end])
                 a_units = _joined(segment_units, chunk[:a_end]) if with_units else None
                 # Google's script always takes a random B for a chunk of one
-                # segment, which puts label 1 on ~53% of real-text instances;
+                # segment, which puts label 1 on ~54% of real-text instances;
                 # with fair_next_sentence, the coin decides there too and a
                 # true B is the rest of that segment after a word boundary.
                 splits = []
@@ -420,7 +420,6 @@ class InstanceMaker:
                     else:
                         b_units = None
                 else:
-                    is_random_next = False
                     b = _joined(segments, chunk[a_end:])
                     b_units = _joined(segment_units, chunk[a_end:]) if with_units else None
                 a, b, a_units, b_units = _truncate_pair(

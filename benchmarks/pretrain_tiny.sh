@@ -4,7 +4,7 @@
 # the shipped scripts, timed: held-out split, vocabulary, TFRecords, two
 # training phases, held-out evaluation of every checkpoint.
 #
-#   bash benchmarks/pretrain_tiny.sh [OUT_DIR]        # about 40 min on 2 cores
+#   bash benchmarks/pretrain_tiny.sh [OUT_DIR]        # about 30 min on 2 cores
 #
 # Every 20th document of each corpus is held out (never seen by the
 # vocabulary learner or the model). Phase 1 trains on 32-token sequences,

@@ -171,6 +171,7 @@ class Dropout(keras.layers.Layer):
     def __init__(self, rate: float, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.rate = float(rate)
+        self.seed = seed
         self.threshold = min(round(self.rate * 65536), 65535)
         self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
 
@@ -189,7 +190,7 @@ class Dropout(keras.layers.Layer):
         return inputs * mask
 
     def get_config(self):
-        return {**super().get_config(), "rate": self.rate}
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
 def _initializer(config: BertConfig):

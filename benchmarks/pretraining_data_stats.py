@@ -2,7 +2,7 @@
 
 Writes TFRecords from every `*.txt` in the corpus folder (uncased
 vocabulary, sequence 128, 20 predictions, dupe_factor 5, 2 workers), reads
-them back with TensorFlow's own parser and Google's feature spec, and prints
+them back with TensorFlow's parser and the records' feature spec, and prints
 what the algorithm promises:
 
     NSP label 1       share of "B is random" (50% with a fair coin)
@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bert_tf import pretraining_data  # noqa: E402
+from bert_tf import input_pipeline, pretraining_data  # noqa: E402
 
 SETTINGS = {
     "defaults": {},
@@ -40,15 +40,7 @@ SETTINGS = {
 
 
 def read(paths: list[str], seq_length: int, predictions: int) -> dict[str, np.ndarray]:
-    spec = {
-        "input_ids": tf.io.FixedLenFeature([seq_length], tf.int64),
-        "input_mask": tf.io.FixedLenFeature([seq_length], tf.int64),
-        "segment_ids": tf.io.FixedLenFeature([seq_length], tf.int64),
-        "masked_lm_positions": tf.io.FixedLenFeature([predictions], tf.int64),
-        "masked_lm_ids": tf.io.FixedLenFeature([predictions], tf.int64),
-        "masked_lm_weights": tf.io.FixedLenFeature([predictions], tf.float32),
-        "next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64),
-    }
+    spec = input_pipeline.record_spec(seq_length, predictions)
     dataset = tf.data.TFRecordDataset(paths).batch(4096).map(
         lambda records: tf.io.parse_example(records, spec))
     parts = list(dataset.as_numpy_iterator())

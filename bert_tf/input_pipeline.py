@@ -65,7 +65,9 @@ class DynamicMasking:
                    cls_token_id=vocab["[CLS]"], sep_token_id=vocab["[SEP]"], **settings)
 
 
-def _record_spec(max_seq_length: int, max_predictions_per_seq: int, dynamic: bool):
+def record_spec(max_seq_length: int, max_predictions_per_seq: int, dynamic: bool = False):
+    """Feature spec of the pretraining TFRecords: Google's names, dtypes and shapes
+    (dynamic-masking records carry `word_starts` instead of the masked positions)."""
     sequence = tf.io.FixedLenFeature([max_seq_length], tf.int64)
     spec = {
         "input_ids": sequence,
@@ -163,7 +165,7 @@ def pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int,
     record once, in order.
     """
     files = expand_file_patterns(file_patterns)
-    spec = _record_spec(max_seq_length, max_predictions_per_seq, dynamic_masking is not None)
+    spec = record_spec(max_seq_length, max_predictions_per_seq, dynamic_masking is not None)
     for path in files:
         validate_record_file(path, spec, verify_all_records)
     if dynamic_masking is not None and max_predictions_per_seq > max_seq_length:

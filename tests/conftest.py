@@ -1,4 +1,8 @@
-"""Shared fixtures: the read-only data beside the checkout and the real MiniLM."""
+"""Shared fixtures: the test data shipped in tests/data and data/sst2, and the real MiniLM.
+
+Every file a test reads lies inside the repository (see tests/data/README.md
+for where each slice comes from), so a fresh clone runs the suite alone.
+"""
 
 import os
 from pathlib import Path
@@ -8,7 +12,12 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# Slices of real corpora and GLUE files, and Google's two BERT vocabularies.
+TEST_DATA = REPO / "tests" / "data"
+# The whole GLUE SST-2 train and dev files, shipped for users in data/sst2.
+SST2_DIR = REPO / "data" / "sst2"
+UNCASED_VOCAB = TEST_DATA / "vocab" / "bert_uncased_vocab.txt"
+CHINESE_VOCAB = TEST_DATA / "vocab" / "bert_chinese_vocab.txt"
 
 
 def google_record_spec(max_seq_length: int, max_predictions_per_seq: int,
@@ -32,15 +41,20 @@ def google_record_spec(max_seq_length: int, max_predictions_per_seq: int,
 
 
 @pytest.fixture(scope="session")
-def vocab_file(shared_data) -> str:
-    return str(shared_data / "vocab" / "bert_uncased_vocab.txt")
+def vocab_file() -> str:
+    return str(UNCASED_VOCAB)
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"the shared data folder is missing: expected {SHARED_DATA}")
-    return SHARED_DATA
+def repo_data() -> Path:
+    """tests/data: corpora/, glue/ and vocab/ in the layout of their sources."""
+    return TEST_DATA
+
+
+@pytest.fixture(scope="session")
+def sst2_data() -> Path:
+    """data/sst2: GLUE's SST-2 train.tsv and dev.tsv, whole."""
+    return SST2_DIR
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,6 @@ import tensorflow as tf
 
 from bert_tf import checkpoints, modeling, pretrained
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
 
 TINY = modeling.BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
                            num_attention_heads=4, intermediate_size=37,
@@ -79,6 +77,8 @@ def _read_with_tf1_saver(prefix, names_and_shapes):
 
 
 def _hf_tiny(cls, **kwargs):
+    import torch
+    import transformers
     torch.manual_seed(0)
     config = transformers.BertConfig(
         vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -95,6 +95,8 @@ def _inputs():
 
 
 def test_google_pretraining_checkpoint_with_adam_slots_loads(tmp_path):
+    import torch
+    import transformers
     reference = _hf_tiny(transformers.BertForPreTraining)
     prefix = _write_with_tf1_saver(str(tmp_path / "bert_model.ckpt"),
                                    _google_names_from_hf(reference.state_dict()))
@@ -114,6 +116,8 @@ def test_google_pretraining_checkpoint_with_adam_slots_loads(tmp_path):
 
 
 def test_google_classifier_checkpoint_restores_output_layer(tmp_path):
+    import torch
+    import transformers
     reference = _hf_tiny(transformers.BertForSequenceClassification, num_labels=3)
     prefix = _write_with_tf1_saver(str(tmp_path / "model.ckpt-300"),
                                    _google_names_from_hf(reference.state_dict()), adam_slots=False)
@@ -138,6 +142,7 @@ def test_our_google_checkpoint_is_readable_by_tf1_saver(tmp_path):
 
 
 def test_round_trip_hugging_face_to_google_to_ours_is_exact(minilm_dir, tmp_path):
+    import torch
     hf_dir = str(minilm_dir / "huggingface")
     config = checkpoints.read_hf_config(hf_dir)
     first = modeling.BertEncoder(config)

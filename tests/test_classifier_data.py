@@ -1,22 +1,24 @@
 """Task processors, feature conversion, the tf.data pipeline and output files.
 
-References: row and label counts published in shared/data/README.md, GLUE's
-file layouts, and Hugging Face's legacy pure-Python BERT tokenizer for ids,
+References: row and label counts published for the GLUE files (whole files)
+or counted with awk on the shipped slices (tests/data/README.md), GLUE's file
+layouts, and Hugging Face's legacy pure-Python BERT tokenizer for ids,
 segment ids and Google's pair truncation ("longest_first").
 """
 
 import collections
 import csv
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bert_tf import classifier_data as cd
+from conftest import SST2_DIR, TEST_DATA
+from conftest import UNCASED_VOCAB as VOCAB
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-GLUE = SHARED_DATA / "glue"
-VOCAB = SHARED_DATA / "vocab" / "bert_uncased_vocab.txt"
+GLUE = TEST_DATA / "glue"
 
 
 @pytest.fixture(scope="module")
@@ -39,25 +41,28 @@ def _write(path: Path, text: str | bytes) -> Path:
     return path
 
 
-# --- real GLUE files: counts from shared/data/README.md -----------------------
+# --- real GLUE files: counts from tests/data/README.md -----------------------
 
+# Whole files carry GLUE's published counts; the slices (MRPC train and test,
+# CoLA train) carry the counts awk gives for them, as listed in the README.
 README_COUNTS = [
-    ("sst-2", "SST-2", "train", 67349, {"0": 29780, "1": 37569}),
-    ("sst-2", "SST-2", "dev", 872, {"0": 428, "1": 444}),
-    ("sst-2", "SST-2", "test", 1821, None),
-    ("mrpc", "MRPC", "train", 3668, {"0": 1194, "1": 2474}),
-    ("mrpc", "MRPC", "dev", 408, {"0": 129, "1": 279}),
-    ("mrpc", "MRPC", "test", 1725, None),
-    ("cola", "CoLA", "train", 8551, {"0": 2528, "1": 6023}),
-    ("cola", "CoLA", "dev", 1043, {"0": 322, "1": 721}),
-    ("cola", "CoLA", "test", 1063, None),
+    ("sst-2", SST2_DIR, "train", 67349, {"0": 29780, "1": 37569}),
+    ("sst-2", SST2_DIR, "dev", 872, {"0": 428, "1": 444}),
+    ("sst-2", GLUE / "SST-2", "test", 1821, None),
+    ("mrpc", GLUE / "MRPC", "train", 800, {"0": 260, "1": 540}),
+    ("mrpc", GLUE / "MRPC", "dev", 408, {"0": 129, "1": 279}),
+    ("mrpc", GLUE / "MRPC", "test", 400, None),
+    ("cola", GLUE / "CoLA", "train", 2000, {"0": 718, "1": 1282}),
+    ("cola", GLUE / "CoLA", "dev", 1043, {"0": 322, "1": 721}),
+    ("cola", GLUE / "CoLA", "test", 1063, None),
 ]
 
 
-@pytest.mark.parametrize("task,folder,split,rows,labels", README_COUNTS)
+@pytest.mark.parametrize("task,folder,split,rows,labels", README_COUNTS,
+                         ids=[f"{row[0]}-{row[2]}" for row in README_COUNTS])
 def test_processors_read_the_published_row_and_label_counts(task, folder, split, rows, labels):
     processor = cd.get_processor(task)
-    examples = getattr(processor, f"get_{split}_examples")(GLUE / folder)
+    examples = getattr(processor, f"get_{split}_examples")(folder)
     assert len(examples) == rows
     counts = collections.Counter(example.label for example in examples)
     assert counts == (labels or {None: rows})
@@ -67,11 +72,14 @@ def test_processors_read_the_published_row_and_label_counts(task, folder, split,
     assert processor.num_skipped_rows == 0
 
 
-def test_shipped_sst2_copy_reads_like_the_shared_one():
-    shipped = Path(__file__).resolve().parents[1] / "data" / "sst2"
-    processor = cd.Sst2Processor()
-    assert processor.get_dev_examples(shipped) == processor.get_dev_examples(GLUE / "SST-2")
-    assert len(processor.get_train_examples(shipped)) == 67349
+def test_shipped_sst2_copy_is_the_published_glue_file():
+    # sha256 of glue_data/SST-2 as written by GLUE's download_glue_data.py.
+    published = {
+        "train.tsv": "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1",
+        "dev.tsv": "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0"}
+    assert {name: hashlib.sha256((SST2_DIR / name).read_bytes()).hexdigest()
+            for name in published} == published
+    assert len(cd.Sst2Processor().get_train_examples(SST2_DIR)) == 67349
 
 
 def test_mrpc_fields_and_bom_handling():
@@ -265,7 +273,7 @@ def test_missing_named_column_names_the_header_line(tmp_path):
 # --- features ----------------------------------------------------------------
 
 def test_single_sentences_match_reference_ids_and_truncation(tokenizer, reference_tokenizer):
-    examples = cd.Sst2Processor().get_dev_examples(GLUE / "SST-2")
+    examples = cd.Sst2Processor().get_dev_examples(SST2_DIR)
     labels = ["0", "1"]
     features = cd.convert_examples_to_features(examples, labels, 24, tokenizer)
     assert len(features) == len(examples)
@@ -306,7 +314,7 @@ def test_unlabelled_and_regression_labels(tokenizer):
 
 def _long_documents(count=6):
     """Real Wikipedia articles, joined into documents of ~150-900 wordpieces."""
-    lines = (SHARED_DATA / "corpora" / "en" / "wiki.txt").read_text(encoding="utf-8")
+    lines = (TEST_DATA / "corpora" / "en" / "wiki.txt").read_text(encoding="utf-8")
     documents = [doc.replace("\n", " ") for doc in lines.split("\n\n")]
     return [doc[: 800 + 600 * i] for i, doc in enumerate(documents[:count])]
 

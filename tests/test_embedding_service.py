@@ -13,11 +13,10 @@ import threading
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
-
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
+import tensorflow as tf
 
 from bert_tf import embedding_service, modeling, tokenization
 from bert_tf.embedding_client import EmbeddingClient, EmbeddingServiceError
@@ -147,8 +146,8 @@ def test_long_texts_are_truncated_to_max_seq_len(mean_server, tiny_encoder, toke
     np.testing.assert_allclose(mean_server.client.encode([text])[0], x.mean(0), atol=1e-5)
 
 
-def test_concurrent_requests_are_batched_and_match_single_requests(mean_server, shared_data):
-    rows = (shared_data / "glue" / "SST-2" / "dev.tsv").read_text(encoding="utf-8").splitlines()
+def test_concurrent_requests_are_batched_and_match_single_requests(mean_server, sst2_data):
+    rows = (sst2_data / "dev.tsv").read_text(encoding="utf-8").splitlines()
     pool = [line.split("\t")[0] for line in rows[1:121]]
     singles = {text: mean_server.client.encode([text])[0] for text in pool}
     before = mean_server.client.health()
@@ -335,9 +334,10 @@ def test_script_serves_and_stops_cleanly_on_sigterm(tmp_path, tiny_encoder, voca
             process.wait()
 
 
-def test_minilm_mean_embeddings_match_hugging_face(minilm_dir, shared_data, tokenizer):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+def test_minilm_mean_embeddings_match_hugging_face(minilm_dir, tokenizer):
+    import torch
+    import transformers
+
     from bert_tf import pretrained
 
     source = pretrained.resolve("minilm-l6-h384-uncased")

@@ -8,11 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
-
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
+import tensorflow as tf
 
 from bert_tf import explain, modeling, tokenization
 
@@ -25,8 +24,8 @@ def tokenizer(vocab_file):
 
 
 @pytest.fixture(scope="module")
-def sst2_sentences(shared_data):
-    lines = (shared_data / "glue" / "SST-2" / "dev.tsv").read_text(encoding="utf-8").splitlines()
+def sst2_sentences(sst2_data):
+    lines = (sst2_data / "dev.tsv").read_text(encoding="utf-8").splitlines()
     return [line.split("\t")[0] for line in lines[1:]]
 
 
@@ -110,8 +109,9 @@ def test_rollout_rows_sum_to_one(tiny_explainer):
 
 
 def test_minilm_rollout_matches_hugging_face_attention(minilm_dir, tokenizer, sst2_sentences):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    import torch
+    import transformers
+
     from bert_tf import pretrained
 
     source = pretrained.resolve("minilm-l6-h384-uncased")

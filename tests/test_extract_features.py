@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
 
 
 def _run(*args, cwd=REPO):
@@ -22,6 +20,8 @@ def _run(*args, cwd=REPO):
 
 
 def test_output_format_and_values_match_hugging_face(minilm_dir, tmp_path):
+    import torch
+    import transformers
     lines = ["The movie was a delight from start to finish.",
              "Who was Jim Henson? ||| Jim Henson was a puppeteer.",
              "short"]

@@ -33,14 +33,14 @@ def _python(code: str, env: dict | None = None, timeout: int = 300, cwd=REPO) ->
     return result.stdout
 
 
-def _sentences(shared_data: Path, count: int) -> list[str]:
-    lines = (shared_data / "glue" / "SST-2" / "train.tsv").read_text(encoding="utf-8").splitlines()
+def _sentences(sst2_data: Path, count: int) -> list[str]:
+    lines = (sst2_data / "train.tsv").read_text(encoding="utf-8").splitlines()
     return [line.split("\t")[0] for line in lines[1:count + 1]]
 
 
 @pytest.fixture(scope="module")
-def vocab_file(shared_data) -> Path:
-    return shared_data / "vocab" / "bert_uncased_vocab.txt"
+def vocab_file(repo_data) -> Path:
+    return repo_data / "vocab" / "bert_uncased_vocab.txt"
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +72,10 @@ def tiny_export(tiny_checkpoint, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fresh_process(tiny_export, shared_data, tmp_path_factory):
+def fresh_process(tiny_export, sst2_data, tmp_path_factory):
     """Everything the exported models compute, from a process that knows no bert_tf."""
     work = tmp_path_factory.mktemp("fresh")
-    (work / "sentences.json").write_text(json.dumps(_sentences(shared_data, NUM_SENTENCES)))
+    (work / "sentences.json").write_text(json.dumps(_sentences(sst2_data, NUM_SENTENCES)))
     _python(f"""
         import json
         import numpy as np
@@ -121,7 +121,7 @@ def fresh_process(tiny_export, shared_data, tmp_path_factory):
     """)
     return (json.loads((work / "out.json").read_text()),
             dict(np.load(work / "arrays.npz")),
-            _sentences(shared_data, NUM_SENTENCES))
+            _sentences(sst2_data, NUM_SENTENCES))
 
 
 @pytest.fixture(scope="module")

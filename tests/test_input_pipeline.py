@@ -34,16 +34,16 @@ def _make_records(folder: Path, corpus: Path, vocab: Path, outputs: int, **setti
 
 
 @pytest.fixture(scope="module")
-def corpus(shared_data, tmp_path_factory):
-    text = (shared_data / "corpora" / "en" / "brown.txt").read_text(encoding="utf-8")
+def corpus(repo_data, tmp_path_factory):
+    text = (repo_data / "corpora" / "en" / "brown.txt").read_text(encoding="utf-8")
     path = tmp_path_factory.mktemp("corpus") / "brown60.txt"
     path.write_text("\n\n".join(text.split("\n\n")[:60]) + "\n", encoding="utf-8")
     return path
 
 
 @pytest.fixture(scope="module")
-def vocab(shared_data):
-    return shared_data / "vocab" / "bert_uncased_vocab.txt"
+def vocab(repo_data):
+    return repo_data / "vocab" / "bert_uncased_vocab.txt"
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,16 @@ import tensorflow as tf
 
 from bert_tf import checkpoints, modeling
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
 
 
-def _sst2_sentences(shared_data, count):
-    lines = (shared_data / "glue/SST-2/dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
+def _sst2_sentences(sst2_data, count):
+    lines = (sst2_data / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
     return [line.split("\t")[0].strip() for line in lines[:count]]
 
 
 @pytest.fixture(scope="module")
 def minilm(minilm_dir):
+    import transformers
     hf_dir = minilm_dir / "huggingface"
     reference = transformers.BertModel.from_pretrained(str(hf_dir)).eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(hf_dir))
@@ -31,6 +30,7 @@ def minilm(minilm_dir):
 
 
 def _compare(encoder, reference, batch):
+    import torch
     with torch.no_grad():
         expected = reference(**{k: torch.tensor(v) for k, v in batch.items()},
                              output_hidden_states=True)
@@ -48,9 +48,9 @@ def _compare(encoder, reference, batch):
     return diffs
 
 
-def test_minilm_matches_hugging_face_on_real_sentences(minilm, shared_data):
+def test_minilm_matches_hugging_face_on_real_sentences(minilm, sst2_data):
     encoder, reference, tokenizer = minilm
-    sentences = _sst2_sentences(shared_data, 64)
+    sentences = _sst2_sentences(sst2_data, 64)
     for start in range(0, 64, 16):  # padded batches of mixed lengths
         batch = dict(tokenizer(sentences[start:start + 16], padding=True, return_tensors="np"))
         assert batch["attention_mask"].min() == 0  # the batch really is padded
@@ -58,9 +58,9 @@ def test_minilm_matches_hugging_face_on_real_sentences(minilm, shared_data):
         assert max(diffs.values()) < 1e-4, diffs
 
 
-def test_minilm_matches_hugging_face_on_sentence_pairs(minilm, shared_data):
+def test_minilm_matches_hugging_face_on_sentence_pairs(minilm, sst2_data):
     encoder, reference, tokenizer = minilm
-    sentences = _sst2_sentences(shared_data, 128)[64:]
+    sentences = _sst2_sentences(sst2_data, 128)[64:]
     first, second = sentences[:32], sentences[32:]
     for start in range(0, 32, 16):
         batch = dict(tokenizer(first[start:start + 16], second[start:start + 16],
@@ -71,6 +71,7 @@ def test_minilm_matches_hugging_face_on_sentence_pairs(minilm, shared_data):
 
 
 def _tiny_hf_config(**overrides):
+    import transformers
     values = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                   intermediate_size=37, max_position_embeddings=64, type_vocab_size=2,
                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -89,6 +90,8 @@ def _random_inputs(rng, batch=3, length=11, vocab=99):
 
 
 def test_pretraining_heads_match_hugging_face(tmp_path):
+    import torch
+    import transformers
     torch.manual_seed(0)
     reference = transformers.BertForPreTraining(_tiny_hf_config()).eval()
     reference.save_pretrained(tmp_path)
@@ -114,6 +117,8 @@ def test_pretraining_heads_match_hugging_face(tmp_path):
 def test_pretraining_gradients_match_hugging_face(tmp_path):
     """The last layer runs only at the masked positions and [CLS]; the loss
     and every parameter's gradient still equal PyTorch's full computation."""
+    import torch
+    import transformers
     torch.manual_seed(3)
     reference = transformers.BertForPreTraining(_tiny_hf_config()).train()
     reference.save_pretrained(tmp_path)
@@ -157,6 +162,8 @@ def test_pretraining_gradients_match_hugging_face(tmp_path):
 
 
 def test_classifier_matches_hugging_face(tmp_path):
+    import torch
+    import transformers
     torch.manual_seed(0)
     reference = transformers.BertForSequenceClassification(
         _tiny_hf_config(num_labels=3)).eval()

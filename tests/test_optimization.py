@@ -188,7 +188,7 @@ def test_bert_parameters_decay_exactly_as_google_names_them():
     # model's checkpoint map pairs the two for every parameter.
     import re
 
-    modeling = pytest.importorskip("bert_tf.modeling")
+    from bert_tf import modeling
     config = modeling.BertConfig(vocab_size=40, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                                  intermediate_size=16, max_position_embeddings=8, type_vocab_size=2)
     table = modeling.BertPretrainer(config).checkpoint_map()

@@ -25,25 +25,25 @@ def _run(*args, timeout=300):
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, shared_data):
+def tiny_model(tmp_path_factory, repo_data):
     """A randomly initialised tiny BERT in Google's release layout."""
     folder = tmp_path_factory.mktemp("tiny_bert")
     config = modeling.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
                                  num_attention_heads=4, intermediate_size=64,
                                  max_position_embeddings=64, type_vocab_size=2)
     config.to_json_file(str(folder / "bert_config.json"))
-    shutil.copy(shared_data / "vocab/bert_uncased_vocab.txt", folder / "vocab.txt")
+    shutil.copy(repo_data / "vocab/bert_uncased_vocab.txt", folder / "vocab.txt")
     checkpoints.save_google_checkpoint(modeling.BertEncoder(config), str(folder / "bert_model.ckpt"))
     return folder
 
 
 @pytest.fixture(scope="module")
-def sst2_dir(tmp_path_factory, shared_data):
+def sst2_dir(tmp_path_factory, sst2_data):
     """A small SST-2 in the GLUE layout, with empty and over-long test texts."""
     folder = tmp_path_factory.mktemp("sst2")
-    train = (shared_data / "glue/SST-2/train.tsv").read_text(encoding="utf-8").splitlines()
+    train = (sst2_data / "train.tsv").read_text(encoding="utf-8").splitlines()
     (folder / "train.tsv").write_text("\n".join(train[:161]) + "\n", encoding="utf-8")
-    dev = (shared_data / "glue/SST-2/dev.tsv").read_text(encoding="utf-8").splitlines()
+    dev = (sst2_data / "dev.tsv").read_text(encoding="utf-8").splitlines()
     (folder / "dev.tsv").write_text("\n".join(dev[:41]) + "\n", encoding="utf-8")
     test = ["index\tsentence", "0\ta charming film", "1\t", f"2\t{LONG}",
             "3\tThe Café's crème brûlée… was ＧＲＥＡＴ！", "4\tdull , dull , dull ."]

@@ -30,15 +30,15 @@ def _env():
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory, shared_data):
+def data(tmp_path_factory, repo_data):
     folder = tmp_path_factory.mktemp("pretraining")
-    documents = (shared_data / "corpora/en/wiki.txt").read_text(encoding="utf-8").split("\n\n")
+    documents = (repo_data / "corpora/en/wiki.txt").read_text(encoding="utf-8").split("\n\n")
     (folder / "corpus.txt").write_text("\n\n".join(documents[:12]) + "\n", encoding="utf-8")
     CONFIG.to_json_file(str(folder / "bert_config.json"))
     result = subprocess.run(_command(
         "create_pretraining_data.py", f"--input_file={folder / 'corpus.txt'}",
         f"--output_file={folder / 'train.tfrecord'}",
-        f"--vocab_file={shared_data / 'vocab/bert_uncased_vocab.txt'}",
+        f"--vocab_file={repo_data / 'vocab/bert_uncased_vocab.txt'}",
         "--max_seq_length=64", "--max_predictions_per_seq=10", "--dupe_factor=2"),
         capture_output=True, text=True, env=_env(), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

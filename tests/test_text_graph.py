@@ -1,6 +1,6 @@
 """GraphTokenizer against FullTokenizer (itself checked against HF's port of
-Google's tokenizer in test_tokenization.py) on every line of the shared
-corpora, and `pack` against Google's packing written out in plain Python."""
+Google's tokenizer in test_tokenization.py) on every line of the corpus
+slices in tests/data, and `pack` against Google's packing written out in plain Python."""
 
 from pathlib import Path
 
@@ -8,10 +8,8 @@ import pytest
 import tensorflow as tf
 
 from bert_tf import text_graph, tokenization
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-UNCASED_VOCAB = DATA / "vocab" / "bert_uncased_vocab.txt"
-CHINESE_VOCAB = DATA / "vocab" / "bert_chinese_vocab.txt"
+from conftest import CHINESE_VOCAB, SST2_DIR, UNCASED_VOCAB
+from conftest import TEST_DATA as DATA
 
 HARD_TEXT = [
     "", "   ", "\x00nul\ufffd\x07 a\x1cb line\u2028sep zero\u200bwidth soft\u00adhyphen",
@@ -31,7 +29,7 @@ def read_lines(path):
 
 def sst2_sentences(name="train.tsv"):
     return [row.split("\t")[0]
-            for row in read_lines(DATA / "glue" / "SST-2" / name)[1:]]
+            for row in read_lines(SST2_DIR / name)[1:]]
 
 
 def reference_ids(tokenizer, lines):

@@ -21,10 +21,8 @@ import pytest
 from transformers.models.bert import tokenization_bert_legacy as hf_legacy
 
 from bert_tf import tokenization
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-UNCASED_VOCAB = DATA / "vocab" / "bert_uncased_vocab.txt"
-CHINESE_VOCAB = DATA / "vocab" / "bert_chinese_vocab.txt"
+from conftest import CHINESE_VOCAB, SST2_DIR, UNCASED_VOCAB
+from conftest import TEST_DATA as DATA
 
 
 class ReferenceTokenizer:
@@ -49,7 +47,7 @@ def read_lines(path):
 
 
 def sst2_sentences():
-    rows = read_lines(DATA / "glue" / "SST-2" / "train.tsv")[1:]
+    rows = read_lines(SST2_DIR / "train.tsv")[1:]
     return [row.split("\t")[0] for row in rows]
 
 

@@ -53,7 +53,7 @@ def numpy_eval(weights, data):
 
 
 def torch_loss_and_grads(weights, batch):
-    torch = pytest.importorskip("torch")
+    import torch
     params = [torch.tensor(np.asarray(w, np.float64), requires_grad=True) for w in weights]
     w1, b1, gamma, beta, w2, b2 = params
     h = torch.tanh(torch.from_numpy(batch["x"].astype(np.float64)) @ w1 + b1)
@@ -216,8 +216,7 @@ def _pretraining_batches(config, num_examples, seq_length=12, predictions=4, see
 
 def test_bert_pretraining_with_accumulation_matches_a_big_batch_reference(tmp_path):
     """Tiny BERT, 4 micro-batches of 4 against eager gradients on 16 + numpy Adam."""
-    modeling = pytest.importorskip("bert_tf.modeling")
-    pretraining = pytest.importorskip("bert_tf.pretraining")
+    from bert_tf import modeling, pretraining
     config = modeling.BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                                  intermediate_size=32, max_position_embeddings=16, type_vocab_size=2,
                                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)

@@ -1,16 +1,16 @@
-"""Vocabulary learning on slices of the real English and Chinese corpora."""
+"""Vocabulary learning on slices of the real English and Chinese corpora
+(tests/data/corpora)."""
 
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from bert_tf import tokenization, vocab_learning
+from conftest import REPO, TEST_DATA
 
-REPO = Path(__file__).resolve().parents[1]
-CORPORA = REPO.parent / "shared" / "data" / "corpora"
+CORPORA = TEST_DATA / "corpora"
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 VOCAB_SIZE = 3000
 

@@ -5,7 +5,8 @@ compares the tokens a model would process per epoch with fixed-length
 padding (Google's), per-batch padding in file order (evaluation) and length
 bucketing (training).
 
-    PYTHONPATH=. python benchmarks/bench_classifier_data.py [--max_seq_length 128] [--batch_size 32]
+    PYTHONPATH=. python benchmarks/bench_classifier_data.py [--max_seq_length 128] [--batch_size 32] \
+        [--data_dir data/sst2] [--vocab_file tests/data/vocab/bert_uncased_vocab.txt]
 """
 
 import argparse
@@ -20,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from bert_tf import classifier_data  # noqa: E402
 from bert_tf.tokenization import FullTokenizer  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _padded_tokens(dataset, num_batches):
@@ -36,14 +37,18 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--data_dir", type=Path, default=REPO / "data" / "sst2",
+                        help="folder with GLUE SST-2 train.tsv (default: the shipped copy)")
+    parser.add_argument("--vocab_file", type=Path,
+                        default=REPO / "tests" / "data" / "vocab" / "bert_uncased_vocab.txt")
     args = parser.parse_args()
 
     start = time.perf_counter()
-    examples = classifier_data.Sst2Processor().get_train_examples(SHARED / "glue" / "SST-2")
+    examples = classifier_data.Sst2Processor().get_train_examples(args.data_dir)
     read_s = time.perf_counter() - start
     print(f"read {len(examples)} SST-2 train examples in {read_s:.2f} s")
 
-    tokenizer = FullTokenizer(SHARED / "vocab" / "bert_uncased_vocab.txt", do_lower_case=True)
+    tokenizer = FullTokenizer(args.vocab_file, do_lower_case=True)
     start = time.perf_counter()
     features = classifier_data.convert_examples_to_features(
         examples, ["0", "1"], args.max_seq_length, tokenizer)

@@ -150,7 +150,9 @@ def run_load(url: str, load, reference: dict | None, malformed: int, deadline: f
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--init_checkpoint", default="minilm-l6-h384-uncased")
-    parser.add_argument("--data", default=str(REPO.parent / "shared/data/glue/SST-2/train.tsv"))
+    parser.add_argument("--data", default=str(REPO / "data" / "sst2" / "train.tsv"),
+                        help="GLUE SST-2 train.tsv to draw sentences from (default: the "
+                             "shipped copy)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests_per_client", type=int, default=500)
     parser.add_argument("--compare_requests_per_client", type=int, default=60,

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # A BERT-Tiny-sized model (2 layers, hidden 128, 4 heads) pretrained from
-# scratch on the English corpora in ../shared/data/corpora/en, end to end with
-# the shipped scripts, timed: held-out split, vocabulary, TFRecords, two
-# training phases, held-out evaluation of every checkpoint.
+# scratch on English corpora (every *.txt in $CORPORA, in BERT's input
+# format), end to end with the shipped scripts, timed: held-out split,
+# vocabulary, TFRecords, two training phases, held-out evaluation of every
+# checkpoint.
 #
-#   bash benchmarks/pretrain_tiny.sh [OUT_DIR]        # about 30 min on 2 cores
+#   CORPORA=/path/to/corpora/en bash benchmarks/pretrain_tiny.sh [OUT_DIR]   # about 30 min on 2 cores
+#
+# The figures in benchmarks/README.md are for the whole brown, kjv and wiki
+# corpora. Without CORPORA the script runs on their slices in
+# tests/data/corpora/en (about a third of the text).
 #
 # Every 20th document of each corpus is held out (never seen by the
 # vocabulary learner or the model). Phase 1 trains on 32-token sequences,
@@ -17,7 +22,7 @@
 set -euo pipefail
 
 OUT=${1:-output/pretrain_tiny}
-CORPORA=${CORPORA:-../shared/data/corpora/en}
+CORPORA=${CORPORA:-tests/data/corpora/en}
 PHASE1_STEPS=${PHASE1_STEPS:-8000}
 PHASE2_STEPS=${PHASE2_STEPS:-20000}
 mkdir -p "$OUT"

@@ -15,7 +15,10 @@ what the algorithm promises:
 for three settings: the defaults, --do_whole_word_mask, and
 --nofair_next_sentence (Google's rule for chunks of one sentence).
 
-    PYTHONPATH=. python benchmarks/pretraining_data_stats.py
+    PYTHONPATH=. python benchmarks/pretraining_data_stats.py [--corpora=DIR] [--vocab_file=FILE]
+
+--corpora defaults to the English slices in tests/data/corpora/en; the
+figures in benchmarks/README.md are for the whole brown, kjv and wiki files.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bert_tf import input_pipeline, pretraining_data  # noqa: E402
+
+TEST_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "tests", "data")
 
 SETTINGS = {
     "defaults": {},
@@ -82,8 +88,11 @@ def statistics(records: dict[str, np.ndarray], vocab: list[str]) -> dict[str, fl
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpora", default="../shared/data/corpora/en")
-    parser.add_argument("--vocab_file", default="../shared/data/vocab/bert_uncased_vocab.txt")
+    parser.add_argument("--corpora", default=os.path.join(TEST_DATA, "corpora", "en"),
+                        help="folder whose *.txt files are the input (default: the English "
+                             "slices in tests/data)")
+    parser.add_argument("--vocab_file",
+                        default=os.path.join(TEST_DATA, "vocab", "bert_uncased_vocab.txt"))
     parser.add_argument("--dupe_factor", type=int, default=5)
     parser.add_argument("--num_workers", type=int, default=2)
     args = parser.parse_args()

@@ -16,7 +16,10 @@ the BERT models published on TF-Hub, so code written for those runs on ours:
   encoder.mlm(inputs_with_masked_lm_positions)  # when the checkpoint has
                                             # Google's cls/predictions head
 
-Both roots carry the `vocab_file` asset and the `do_lower_case` variable.
+Both roots carry the `vocab_file` asset and the `do_lower_case` variable;
+the preprocessor also carries `control_chars`, a string variable naming the
+tokenizer's control-character rule ("google", or "huggingface" for
+checkpoints trained with Hugging Face's tokenizer).
 The preprocessor runs tensorflow-text ops: plain `hub.load` or
 `tf.saved_model.load` needs `import tensorflow_text` first (else
 "Op type not registered"); `bert_tf.hub.load` does that for you.
@@ -33,7 +36,7 @@ import os
 import keras
 import tensorflow as tf
 
-from bert_tf import atomic_io, modeling, pretrained, text_graph
+from bert_tf import atomic_io, modeling, pretrained, text_graph, tokenization
 
 ENCODER_DIR = "encoder"
 PREPROCESSOR_DIR = "preprocessor"
@@ -131,18 +134,23 @@ def _flat_pieces(segment: tf.RaggedTensor) -> tf.RaggedTensor:
 
 
 def preprocessor_module(vocab_file: str, do_lower_case: bool, seq_length: int = 128,
-                        max_seq_length: int = 512):
+                        max_seq_length: int = 512,
+                        control_chars: str = tokenization.DEFAULT_CONTROL_CHARS):
     """The preprocessor SavedModel's root object.
+
+    `control_chars` is the tokenizer's control-character rule (see
+    `tokenization.CONTROL_CHAR_RULES`), kept in the root's `control_chars`.
 
     `bert_pack_inputs` takes `seq_length` as a tensor (a Python int at the
     call is converted), so one SavedModel serves every length up to any
     size; `max_seq_length` only bounds the padded width built before the
     result is cut to `seq_length`.
     """
-    tokenizer = text_graph.GraphTokenizer(vocab_file, do_lower_case)
+    tokenizer = text_graph.GraphTokenizer(vocab_file, do_lower_case, control_chars)
     root = _Callable()
     root.tokenizer = tokenizer
     _with_assets(root, vocab_file, do_lower_case, [])
+    root.control_chars = tf.Variable(control_chars, trainable=False, name="control_chars")
     root.vocab_file = tokenizer.vocab_file
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
@@ -202,13 +210,17 @@ def _has_mlm_head(source: pretrained.Pretrained, report) -> bool:
         name.startswith("cls/predictions/") for name in report.restored)
 
 
-def export(source: pretrained.Pretrained, export_dir: str, seq_length: int = 128) -> dict:
+def export(source: pretrained.Pretrained, export_dir: str, seq_length: int = 128,
+           control_chars: str = tokenization.DEFAULT_CONTROL_CHARS) -> dict:
     """Writes `export_dir/preprocessor` and `export_dir/encoder`.
+
+    The preprocessor tokenizes with control-character rule `control_chars`.
 
     The folder appears only when both are complete (a previous export in
     its place stays until then). Returns {"mlm": bool} saying whether the
     encoder got an `.mlm` head.
     """
+    tokenization.check_control_chars(control_chars)
     if not source.vocab_file:
         raise ValueError("Exporting needs a vocabulary: pass --vocab_file")
     if source.do_lower_case is None:
@@ -227,7 +239,8 @@ def export(source: pretrained.Pretrained, export_dir: str, seq_length: int = 128
                                  config_file, pretrainer if with_mlm else None)
         tf.saved_model.save(encoder, os.path.join(staging, ENCODER_DIR))
         preprocessor = preprocessor_module(source.vocab_file, source.do_lower_case,
-                                           seq_length, source.config.max_position_embeddings)
+                                           seq_length, source.config.max_position_embeddings,
+                                           control_chars)
         tf.saved_model.save(preprocessor, os.path.join(staging, PREPROCESSOR_DIR))
         os.unlink(config_file)
     return {"mlm": with_mlm}

@@ -18,17 +18,18 @@ import os
 
 import tensorflow as tf
 
-from bert_tf import atomic_io, text_graph
+from bert_tf import atomic_io, text_graph, tokenization
 
 
 class ClassifierServer(tf.Module):
     """A fine-tuned classifier and its tokenizer, as one exportable module."""
 
     def __init__(self, model, vocab_file: str, do_lower_case: bool, seq_length: int,
-                 labels: list[str], is_regression: bool = False):
+                 labels: list[str], is_regression: bool = False,
+                 control_chars: str = tokenization.DEFAULT_CONTROL_CHARS):
         super().__init__(name="classifier_server")
         self.model = model
-        self.tokenizer = text_graph.GraphTokenizer(vocab_file, do_lower_case)
+        self.tokenizer = text_graph.GraphTokenizer(vocab_file, do_lower_case, control_chars)
         self.seq_length = seq_length
         self.is_regression = is_regression
         self.labels = tf.constant(labels or [""], tf.string)
@@ -52,16 +53,22 @@ class ClassifierServer(tf.Module):
 
 
 def export_classifier(model, export_dir: str, vocab_file: str, do_lower_case: bool,
-                      seq_length: int, labels: list[str], is_regression: bool = False) -> str:
-    """Writes the serving SavedModel; the folder appears only when complete."""
+                      seq_length: int, labels: list[str], is_regression: bool = False,
+                      control_chars: str = tokenization.DEFAULT_CONTROL_CHARS) -> str:
+    """Writes the serving SavedModel; the folder appears only when complete.
+
+    `control_chars` is the tokenizer's control-character rule (see
+    `tokenization.CONTROL_CHAR_RULES`), recorded in labels.json.
+    """
     server = ClassifierServer(model, vocab_file, do_lower_case, seq_length, labels,
-                              is_regression)
+                              is_regression, control_chars)
     with atomic_io.staged_folder(export_dir) as staging:
         tf.saved_model.save(server, staging, signatures={
             "serving_default": server.serve, "serve_pair": server.serve_pair})
         with open(os.path.join(staging, "labels.json"), "w", encoding="utf-8") as f:
             json.dump({"labels": labels, "is_regression": is_regression,
-                       "seq_length": seq_length, "do_lower_case": do_lower_case}, f)
+                       "seq_length": seq_length, "do_lower_case": do_lower_case,
+                       "control_chars": control_chars}, f)
     return export_dir
 
 

@@ -15,16 +15,31 @@ generated from Python's `unicodedata`, the very tables FullTokenizer uses,
 and lower-casing is `tf.strings.lower(encoding="utf-8")`, which applies the
 full Unicode lower-case mapping including the Final_Sigma rule, like Python.
 
-Where the two can still disagree:
-  * characters whose lower-case mapping or canonical decomposition changed
-    between Python's Unicode version (`unicodedata.unidata_version`) and
-    the ICU version inside TensorFlow: only code points assigned in recent
-    Unicode versions; none occur in the English, Chinese or GLUE data;
-  * invalid UTF-8: FullTokenizer raises ValueError; the graph does not
-    validate, and a word holding bad bytes comes out as [UNK].
-Everything else (controls, zero-width and unassigned code points, emoji,
-combining marks, CJK extension blocks, full-width forms, words over 200
-characters) gives the same ids.
+Control characters follow the same rule as FullTokenizer: Google's
+(`control_chars="google"`, only Cc and Cf deleted) by default, Hugging
+Face's (`"huggingface"`, every C* deleted) on request.
+
+Python's Unicode tables and the ICU inside TensorFlow are of different
+Unicode versions (here Python 3.11's 14.0; `tf.strings.lower` knows an older
+one, tensorflow-text's NFD a newer one). The code points where the two
+disagree are found once per process by running both on every code point,
+and rewritten to Python's result before the ICU op sees them:
+  * a letter Python lower-cases and TensorFlow does not (Unicode 14's
+    Vithkuqi and Latin additions) is lower-cased by an explicit rewrite;
+  * a code point Python does not decompose and tensorflow-text does (there:
+    Unicode 16 letters, unassigned for Python, kept under Google's rule) is
+    kept apart from NFD, which Python's NFD allows because it treats such a
+    code point as a starter that nothing reorders across.
+These rewrites run only in batches that hold such a code point. What remains
+is theoretical: the Final_Sigma rule next to a letter only one side knows as
+cased, or canonical reordering of a mark only ICU knows next to a spacing
+mark with a combining class. Invalid UTF-8 is the one practical difference:
+FullTokenizer raises ValueError; the graph does not validate, and a word
+holding bad bytes comes out as [UNK]. Everything else (controls, zero-width,
+private-use and unassigned code points, emoji, combining marks, CJK
+extension blocks, full-width forms, words over 200 characters) gives the
+same ids: tests/test_tokenizer_fuzz.py checks 20,000 random strings against
+Google's own tokenization.py.
 
     >>> tokenizer = GraphTokenizer("vocab.txt", do_lower_case=True)  # doctest: +SKIP
     >>> ids = tokenizer.tokenize(tf.constant(["Hello world!"]))       # doctest: +SKIP
@@ -70,14 +85,26 @@ def _ranges_to_class(ranges) -> str:
     return "[" + "".join(parts) + "]"
 
 
+def _literal(char: str) -> str:
+    """An RE2 pattern matching exactly `char`."""
+    return f"\\x{{{ord(char):X}}}"
+
+
 @functools.cache
-def _character_classes() -> dict[str, str]:
-    """Google's character classes from Python's Unicode tables, built once."""
-    categories = [unicodedata.category(chr(cp)) for cp in range(sys.maxunicode + 1)]
+def _unicode_categories() -> list[str]:
+    return [unicodedata.category(chr(cp)) for cp in range(sys.maxunicode + 1)]
+
+
+@functools.cache
+def _character_classes(control_chars: str) -> dict[str, str]:
+    """Google's character classes from Python's Unicode tables, built once
+    per control-character rule."""
+    categories = _unicode_categories()
+    deleted = tokenization.CONTROL_CHAR_RULES[control_chars]
 
     def dropped(cp):
         return (cp == 0 or cp == 0xFFFD
-                or (categories[cp][0] == "C" and chr(cp) not in "\t\n\r"))
+                or (categories[cp] in deleted and chr(cp) not in "\t\n\r"))
 
     def separator(cp):
         # Zl/Zp survive Google's cleaning but str.split() splits on them.
@@ -100,10 +127,65 @@ def _character_classes() -> dict[str, str]:
     }
 
 
+@functools.cache
+def _icu_disagreements() -> tuple[dict[str, str], dict[str, str]]:
+    """Code points whose lower-case form (TensorFlow's ICU) or NFD
+    (tensorflow-text's ICU) is not Python's, each with Python's result.
+
+    All code points go through each op once, as one string with U+0001
+    (caseless, a starter, never decomposed) between them; ~1 s.
+    """
+    chars = [chr(cp) for cp in range(2, sys.maxunicode + 1) if not 0xD800 <= cp <= 0xDFFF]
+    joined = tf.constant("\x01".join(chars).encode("utf-8"))
+    lowered = tf.strings.lower(joined, encoding="utf-8").numpy().decode("utf-8").split("\x01")
+    decomposed = tf_text.normalize_utf8(joined, "NFD").numpy().decode("utf-8").split("\x01")
+    lower = {c: c.lower() for c, icu in zip(chars, lowered) if icu != c.lower()}
+    nfd = {}
+    for char, icu in zip(chars, decomposed):
+        python = unicodedata.normalize("NFD", char)
+        if icu != python:
+            nfd[char] = python
+    # Rewriting a letter to Python's lower-case form first only helps where
+    # TensorFlow then leaves that form alone.
+    if lower:
+        targets = tf.strings.lower(tf.constant(list(lower.values())), encoding="utf-8")
+        lower = {c: low for (c, low), icu in zip(lower.items(), targets.numpy())
+                 if icu.decode("utf-8") == low}
+    return lower, nfd
+
+
+def _rewrite_rule(mapping: dict[str, str], keep) -> tuple[str | None, list]:
+    """An RE2 class of the code points in `mapping` that survive cleaning
+    (those matching `keep`, as a predicate), and (pattern, replacement)
+    pairs for those whose replacement is not themselves."""
+    chars = sorted(c for c in mapping if keep(c))
+    if not chars:
+        return None, []
+    pattern = _ranges_to_class([(ord(c), ord(c)) for c in chars])
+    rewrites = [(_literal(c), mapping[c].replace("\\", "\\\\"))
+                for c in chars if mapping[c] != c]
+    return pattern, rewrites
+
+
+def _when_present(text: tf.Tensor, pattern: str | None, rewrite,
+                  otherwise=tf.identity) -> tf.Tensor:
+    """`rewrite(text)` if any string of the batch holds a `pattern` code
+    point, else `otherwise(text)`: ordinary text pays one scan."""
+    if pattern is None:
+        return otherwise(text)
+    present = tf.reduce_any(tf.strings.regex_full_match(text, f"(?s).*{pattern}.*"))
+    return tf.cond(present, lambda: rewrite(text), lambda: otherwise(text))
+
+
+def _nfd(text: tf.Tensor) -> tf.Tensor:
+    return tf_text.normalize_utf8(text, "NFD")
+
+
 class GraphTokenizer(tf.Module):
     """Google's FullTokenizer as graph ops, plus BERT input packing."""
 
     def __init__(self, vocab_file: str | os.PathLike, do_lower_case: bool = True,
+                 control_chars: str = tokenization.DEFAULT_CONTROL_CHARS,
                  name: str | None = None):
         super().__init__(name=name)
         vocab = tokenization.load_vocab(vocab_file)
@@ -113,8 +195,16 @@ class GraphTokenizer(tf.Module):
             tokens[index] = token
         self.vocab_file = tf.saved_model.Asset(os.fspath(vocab_file))
         self.do_lower_case = bool(do_lower_case)
+        self.control_chars = tokenization.check_control_chars(control_chars)
         _required_id(vocab, tokenization.UNK_TOKEN, vocab_file)
-        self._classes = _character_classes()
+        self._classes = _character_classes(control_chars)
+        if self.do_lower_case:
+            def kept(char):
+                return not tokenization.is_control(char, control_chars)
+
+            lower, nfd = _icu_disagreements()
+            self._lower_pattern, self._lower_rewrites = _rewrite_rule(lower, kept)
+            self._nfd_pattern, self._nfd_rewrites = _rewrite_rule(nfd, kept)
         self._wordpiece = tf_text.FastWordpieceTokenizer(
             vocab=_unique_placeholders(tokens), token_out_type=tf.int32,
             unknown_token=tokenization.UNK_TOKEN, no_pretokenization=True,
@@ -138,14 +228,33 @@ class GraphTokenizer(tf.Module):
         text = tf.strings.regex_replace(strings, classes["dropped"], "")
         text = tf.strings.regex_replace(text, classes["separator"], " ")
         if self.do_lower_case:
+            text = _when_present(text, self._lower_pattern, self._python_lower)
             text = tf.strings.lower(text, encoding="utf-8")
-            text = tf_text.normalize_utf8(text, "NFD")
+            text = _when_present(text, self._nfd_pattern, self._nfd_apart, _nfd)
             text = tf.strings.regex_replace(text, classes["nonspacing_mark"], "")
         # Google isolates ideographs before lower-casing and punctuation
         # after; doing both here is equivalent (ideographs are caseless, not
         # case-ignorable, and NFD maps none into or out of the CJK blocks)
         # and saves a pass.
         return tf.strings.regex_replace(text, classes["isolated"], r" \0 ")
+
+    def _python_lower(self, text: tf.Tensor) -> tf.Tensor:
+        """Lower-cases the letters TensorFlow's ICU does not know as Python does."""
+        for pattern, replacement in self._lower_rewrites:
+            text = tf.strings.regex_replace(text, pattern, replacement)
+        return text
+
+    def _nfd_apart(self, text: tf.Tensor) -> tf.Tensor:
+        """NFD, leaving the code points where ICU and Python disagree to
+        Python's decomposition (itself, for code points Python lacks)."""
+        pieces = tf_text.regex_split(text, self._nfd_pattern, self._nfd_pattern)
+        flat = pieces.flat_values
+        apart = tf.strings.regex_full_match(flat, self._nfd_pattern)
+        kept = flat
+        for pattern, replacement in self._nfd_rewrites:
+            kept = tf.strings.regex_replace(kept, pattern, replacement)
+        flat = tf.where(apart, kept, _nfd(flat))
+        return tf.strings.reduce_join(pieces.with_flat_values(flat), axis=-1)
 
     def tokenize(self, strings) -> tf.RaggedTensor:
         """Token ids, int32 [batch, (pieces)], for a [batch] string tensor."""

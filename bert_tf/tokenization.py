@@ -5,6 +5,13 @@ The public names and semantics follow Google's `tokenization.py`:
 lower-casing with accent stripping, punctuation splitting) followed by a
 greedy longest-match-first `WordpieceTokenizer`.
 
+Control characters follow Google's current rule: only Cc and Cf are deleted,
+so unassigned (Cn), private-use (Co) and surrogate (Cs) code points survive
+cleaning and become `[UNK]` (Google's "support emojis" change of 2019-03-28:
+an emoji newer than the Unicode tables is then a token, not nothing).
+Hugging Face's ports kept the older rule that deletes every C* character;
+`control_chars="huggingface"` selects it, for checkpoints trained with it.
+
 Two deliberate differences, neither of which changes an id:
   * `FullTokenizer.tokenize` caches the pieces of each whitespace-separated
     chunk and of each token inside it, and the class of each character, so
@@ -31,6 +38,16 @@ from collections.abc import Iterable
 UNK_TOKEN = "[UNK]"
 MAX_INPUT_CHARS_PER_WORD = 200
 
+# Which Unicode categories cleaning deletes as control characters.
+# "google": Cc and Cf, as Google's tokenization.py since 2019-03-28.
+# "huggingface": every C* category (Cc, Cf, Cn, Co, Cs), as Google's first
+# release and Hugging Face's BertTokenizer.
+CONTROL_CHAR_RULES = {
+    "google": frozenset({"Cc", "Cf"}),
+    "huggingface": frozenset({"Cc", "Cf", "Cn", "Co", "Cs"}),
+}
+DEFAULT_CONTROL_CHARS = "google"
+
 # Google's CJK Unified Ideograph blocks, as (first, last) code points.
 # Hangul, Hiragana and Katakana are deliberately absent: those scripts
 # separate words with spaces.
@@ -46,7 +63,8 @@ CJK_RANGES = (
 )
 
 # Characters that `str.split()` treats as separators but Google's cleaning
-# deletes (they are control characters), so they must not split a word.
+# deletes (they are Cc, a control category under either rule), so they must
+# not split a word.
 _DELETED_SEPARATORS = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
 
 # Checkpoint directory names of Google's releases, e.g. "uncased_L-12_H-768_A-12".
@@ -169,9 +187,21 @@ def is_whitespace(char: str) -> bool:
     return char in " \t\n\r" or unicodedata.category(char) == "Zs"
 
 
-def is_control(char: str) -> bool:
-    """Any category C character except tab, newline and carriage return."""
-    return char not in "\t\n\r" and unicodedata.category(char).startswith("C")
+def check_control_chars(control_chars: str) -> str:
+    """Returns `control_chars` if it names a rule of CONTROL_CHAR_RULES."""
+    if control_chars not in CONTROL_CHAR_RULES:
+        raise ValueError(f"control_chars={control_chars!r}: expected one of "
+                         f"{', '.join(map(repr, CONTROL_CHAR_RULES))}")
+    return control_chars
+
+
+def is_control(char: str, control_chars: str = DEFAULT_CONTROL_CHARS) -> bool:
+    """A control character that cleaning deletes under rule `control_chars`.
+
+    Tab, newline and carriage return are Cc but count as whitespace.
+    """
+    return (char not in "\t\n\r"
+            and unicodedata.category(char) in CONTROL_CHAR_RULES[control_chars])
 
 
 def is_punctuation(char: str) -> bool:
@@ -199,16 +229,18 @@ class _CharTable(dict):
         return value
 
 
-def _clean_rule(cp: int):
-    """Drops NUL, U+FFFD and controls, maps whitespace to a space, pads CJK."""
-    char = chr(cp)
-    if cp == 0 or cp == 0xFFFD or is_control(char):
-        return None
-    if is_whitespace(char):
-        return " "
-    if is_cjk_char(cp):
-        return f" {char} "
-    return cp
+def _clean_rule(control_chars: str):
+    def rule(cp: int):
+        """Drops NUL, U+FFFD and controls, maps whitespace to a space, pads CJK."""
+        char = chr(cp)
+        if cp == 0 or cp == 0xFFFD or is_control(char, control_chars):
+            return None
+        if is_whitespace(char):
+            return " "
+        if is_cjk_char(cp):
+            return f" {char} "
+        return cp
+    return rule
 
 
 def _punctuation_rule(cp: int):
@@ -220,7 +252,7 @@ def _nonspacing_mark_rule(cp: int):
     return None if unicodedata.category(chr(cp)) == "Mn" else cp
 
 
-_CLEAN_AND_SPLIT_CJK = _CharTable(_clean_rule)
+_CLEAN_AND_SPLIT_CJK = {rule: _CharTable(_clean_rule(rule)) for rule in CONTROL_CHAR_RULES}
 _PAD_PUNCTUATION = _CharTable(_punctuation_rule)
 _DROP_NONSPACING_MARKS = _CharTable(_nonspacing_mark_rule)
 
@@ -230,10 +262,17 @@ _DROP_NONSPACING_MARKS = _CharTable(_nonspacing_mark_rule)
 # ----------------------------------------------------------------------------
 
 class BasicTokenizer:
-    """Cleans text and splits it on whitespace, punctuation and CJK characters."""
+    """Cleans text and splits it on whitespace, punctuation and CJK characters.
 
-    def __init__(self, do_lower_case: bool = True):
+    `control_chars` names the rule for deleting control characters (see
+    CONTROL_CHAR_RULES): Google's current one by default.
+    """
+
+    def __init__(self, do_lower_case: bool = True,
+                 control_chars: str = DEFAULT_CONTROL_CHARS):
         self.do_lower_case = do_lower_case
+        self.control_chars = check_control_chars(control_chars)
+        self._clean_table = _CLEAN_AND_SPLIT_CJK[control_chars]
 
     def tokenize(self, text: str | bytes) -> list[str]:
         words = []
@@ -241,10 +280,9 @@ class BasicTokenizer:
             words.extend(self.split_token(token))
         return words
 
-    @staticmethod
-    def split_tokens(text: str | bytes) -> list[str]:
+    def split_tokens(self, text: str | bytes) -> list[str]:
         """Cleans text and splits it on whitespace and around ideographs."""
-        return convert_to_unicode(text).translate(_CLEAN_AND_SPLIT_CJK).split()
+        return convert_to_unicode(text).translate(self._clean_table).split()
 
     def split_token(self, token: str) -> list[str]:
         """Case-folds one token and splits it into words at punctuation."""
@@ -303,18 +341,25 @@ class WordpieceTokenizer:
 
 
 class FullTokenizer:
-    """Basic tokenization followed by WordPiece: Google's end-to-end tokenizer."""
+    """Basic tokenization followed by WordPiece: Google's end-to-end tokenizer.
+
+    `control_chars="huggingface"` deletes every C* character, as Hugging
+    Face's BertTokenizer does; the default is Google's current rule.
+    """
 
     # Caches are emptied when full, which bounds their memory to tens of MB.
     # Long chunks (a Chinese line has no spaces) seldom repeat: not cached.
     _CACHE_LIMIT = 1 << 18
     _LONGEST_CACHED_CHUNK = 64
 
-    def __init__(self, vocab_file: str | os.PathLike, do_lower_case: bool = True):
+    def __init__(self, vocab_file: str | os.PathLike, do_lower_case: bool = True,
+                 control_chars: str = DEFAULT_CONTROL_CHARS):
         self.vocab = load_vocab(vocab_file)
         self.inv_vocab = {index: token for token, index in self.vocab.items()}
         self.do_lower_case = do_lower_case
-        self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case)
+        self.control_chars = check_control_chars(control_chars)
+        self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case,
+                                              control_chars=control_chars)
         self.wordpiece_tokenizer = WordpieceTokenizer(vocab=self.vocab)
         self._chunk_pieces: dict[str, tuple[str, ...]] = {}
         self._token_pieces: dict[str, list[str]] = {}

@@ -6,6 +6,9 @@ so the vocabulary is learned on exactly the words FullTokenizer will later
 split. The piece selection itself is tensorflow-text's WordPiece learner
 (the algorithm behind `bert_vocab_from_dataset`), given our word counts
 instead of tensorflow-text's own, differently normalising, BasicTokenizer.
+Control characters follow the same rule as FullTokenizer (`control_chars`,
+Google's by default): under Google's rule, private-use and unassigned
+characters of the corpus are kept and so get tokens of their own.
 
 On top of the learner, every character of the corpus stays representable:
 each character that starts a word is a token, and each character that
@@ -51,12 +54,14 @@ def read_corpus_lines(input_patterns: str | Sequence[str]) -> Iterator[str]:
                         yield line
 
 
-def count_words(lines: Iterable[str], do_lower_case: bool = True) -> collections.Counter:
+def count_words(lines: Iterable[str], do_lower_case: bool = True,
+                control_chars: str = tokenization.DEFAULT_CONTROL_CHARS) -> collections.Counter:
     """Counts the words that Google's BasicTokenizer makes of `lines`."""
+    basic = tokenization.BasicTokenizer(do_lower_case=do_lower_case,
+                                        control_chars=control_chars)
     chunk_counts = collections.Counter()
     for line in lines:
         chunk_counts.update(tokenization.split_chunks(line))
-    basic = tokenization.BasicTokenizer(do_lower_case=do_lower_case)
     word_counts = collections.Counter()
     for chunk, count in chunk_counts.items():
         for word in basic.tokenize(chunk):
@@ -75,8 +80,12 @@ def character_tokens(word_counts: Iterable[str]) -> set[str]:
 
 def learn_vocab(lines: Iterable[str], vocab_size: int, do_lower_case: bool = True,
                 reserved_tokens: Sequence[str] = DEFAULT_RESERVED_TOKENS,
-                num_unused: int = 0, **learn_params) -> list[str]:
+                num_unused: int = 0,
+                control_chars: str = tokenization.DEFAULT_CONTROL_CHARS,
+                **learn_params) -> list[str]:
     """Learns at most `vocab_size` tokens, reserved and unused tokens first.
+
+    Words are those of FullTokenizer(vocab, do_lower_case, control_chars).
 
     The learner bisects a count threshold, so the size lands a little below
     `vocab_size` (within 5% when the corpus is large enough to allow it).
@@ -92,7 +101,7 @@ def learn_vocab(lines: Iterable[str], vocab_size: int, do_lower_case: bool = Tru
     reserved = list(reserved_tokens) + [f"[unused{i}]" for i in range(num_unused)]
     if len(set(reserved)) != len(reserved):
         raise ValueError(f"reserved tokens repeat: {reserved}")
-    word_counts = count_words(lines, do_lower_case)
+    word_counts = count_words(lines, do_lower_case, control_chars)
     if not word_counts:
         raise ValueError("the corpus has no words to learn from")
     required = character_tokens(word_counts)

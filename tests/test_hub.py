@@ -21,6 +21,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SEQ_LENGTH = 48  # the preprocessor's default length in the tiny export
 NUM_SENTENCES = 1000
+# Text on which Google's control-character rule and Hugging Face's differ.
+ODD_TEXT = ["I love it \U0001FAE8!", "private\ue000use \U000F0000 unassigned\u0378",
+            "zero\u200bwidth soft\u00adhyphen \x07bell \ufdd0\uffff end"]
 
 
 def _python(code: str, env: dict | None = None, timeout: int = 300, cwd=REPO) -> str:
@@ -76,6 +79,7 @@ def fresh_process(tiny_export, sst2_data, tmp_path_factory):
     """Everything the exported models compute, from a process that knows no bert_tf."""
     work = tmp_path_factory.mktemp("fresh")
     (work / "sentences.json").write_text(json.dumps(_sentences(sst2_data, NUM_SENTENCES)))
+    (work / "odd.json").write_text(json.dumps(ODD_TEXT))
     _python(f"""
         import json
         import numpy as np
@@ -94,7 +98,10 @@ def fresh_process(tiny_export, sst2_data, tmp_path_factory):
                "assets": [open(m.vocab_file.asset_path.numpy(), "rb").read().decode()
                           for m in (pre, enc)],
                "lower": [bool(m.do_lower_case.numpy()) for m in (pre, enc)],
-               "has_mlm": hasattr(enc, "mlm")}}
+               "has_mlm": hasattr(enc, "mlm"),
+               "control_chars": pre.control_chars.numpy().decode(),
+               "odd_tokens": pre.tokenize(
+                   tf.constant(json.load(open(work + "/odd.json")))).to_list()}}
         arrays = {{}}
         for key, value in pre(sentences).items():
             arrays["root_" + key] = value.numpy()
@@ -185,6 +192,38 @@ def test_assets_and_special_tokens(fresh_process, vocab_file):
         "vocab_size": len(lines), "start_of_sequence_id": lines.index("[CLS]"),
         "end_of_segment_id": lines.index("[SEP]"), "padding_id": lines.index("[PAD]"),
         "mask_id": lines.index("[MASK]")}
+
+
+def test_preprocessor_follows_googles_control_character_rule(fresh_process, vocab_file):
+    from _google_tokenization import google_full_tokenizer
+
+    out, _, _ = fresh_process
+    assert out["control_chars"] == "google"
+    google = google_full_tokenizer(vocab_file, do_lower_case=True)
+    expected = [[google.convert_tokens_to_ids(google.wordpiece_tokenizer.tokenize(word))
+                 for word in google.basic_tokenizer.tokenize(text)] for text in ODD_TEXT]
+    assert out["odd_tokens"] == expected
+
+
+def test_preprocessor_with_hugging_face_rule_keeps_it(vocab_file, tmp_path):
+    import tensorflow as tf
+    from transformers.models.bert import tokenization_bert_legacy as hf_legacy
+
+    from bert_tf import hub
+
+    root = hub.preprocessor_module(str(vocab_file), True, seq_length=16, max_seq_length=64,
+                                   control_chars="huggingface")
+    tf.saved_model.save(root, str(tmp_path / "preprocessor"))
+    loaded = hub.load(str(tmp_path / "preprocessor"))
+    assert loaded.control_chars.numpy().decode() == "huggingface"
+    vocab = hf_legacy.load_vocab(str(vocab_file))
+    basic = hf_legacy.BasicTokenizer(do_lower_case=True)
+    wordpiece = hf_legacy.WordpieceTokenizer(vocab, unk_token="[UNK]", max_input_chars_per_word=200)
+    expected = [[[vocab[p] for p in wordpiece.tokenize(word)] for word in basic.tokenize(text)]
+                for text in ODD_TEXT]
+    assert loaded.tokenize(tf.constant(ODD_TEXT)).to_list() == expected
+    with pytest.raises(ValueError, match="control_chars"):
+        hub.preprocessor_module(str(vocab_file), True, control_chars="hf")
 
 
 def test_encoder_and_mlm_match_the_checkpoint_model(fresh_process, tiny_checkpoint):

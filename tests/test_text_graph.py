@@ -1,6 +1,7 @@
-"""GraphTokenizer against FullTokenizer (itself checked against HF's port of
-Google's tokenizer in test_tokenization.py) on every line of the corpus
-slices in tests/data, and `pack` against Google's packing written out in plain Python."""
+"""GraphTokenizer against FullTokenizer (itself checked against Google's own
+tokenizer and HF's port in test_tokenization.py) on every line of the corpus
+slices in tests/data, and `pack` against Google's packing written out in plain Python.
+test_tokenizer_fuzz.py compares both with Google's tokenizer on random text."""
 
 from pathlib import Path
 
@@ -20,6 +21,7 @@ HARD_TEXT = [
     "x" * 200 + " " + "y" * 201 + " " + "é" * 150 + " " + "ж" * 201,
     "ΑΣ中Β 中Σ Α中Σ ΑΣ中 中\u0301 \uf900\u0300x ΣΑΣ\u3000ΑΣ",
     "[CLS] don't $100,000.00 U.S.A. e-mail a+b=c ^caret^ `tick` ~tilde|",
+    "I love it \U0001FAE8! private\ue000\U000F0000use \ufdd0\uffff\u0378\U0010FFFF",
 ]
 
 
@@ -73,6 +75,48 @@ def test_unicode_corner_cases_match(uncased_pair):
     graph, full = uncased_pair
     assert not mismatches(HARD_TEXT, graph_ids(graph, HARD_TEXT),
                           reference_ids(full, HARD_TEXT))
+
+
+@pytest.mark.parametrize("do_lower_case", [True, False])
+def test_hugging_face_rule_matches_full_tokenizer(do_lower_case):
+    graph = text_graph.GraphTokenizer(UNCASED_VOCAB, do_lower_case, control_chars="huggingface")
+    full = tokenization.FullTokenizer(UNCASED_VOCAB, do_lower_case, control_chars="huggingface")
+    default = tokenization.FullTokenizer(UNCASED_VOCAB, do_lower_case)
+    expected = reference_ids(full, HARD_TEXT)
+    assert expected != reference_ids(default, HARD_TEXT)  # the rules really differ here
+    assert not mismatches(HARD_TEXT, graph_ids(graph, HARD_TEXT), expected)
+    with pytest.raises(ValueError, match="control_chars"):
+        text_graph.GraphTokenizer(UNCASED_VOCAB, control_chars="hf")
+
+
+# Letters Python 3.11 (Unicode 14) lower-cases and TensorFlow's ICU does not
+# (Vithkuqi, Latin Extended-D, Glagolitic), and code points Python does not
+# know that tensorflow-text's newer ICU decomposes (Unicode 16's Tulu-Tigalari,
+# Gurung Khema, Kirat Rai, Todhri), as a vocabulary learned from text in
+# those scripts would hold them.
+NEW_LETTERS = ("\u2c2f\ua7c0\ua7d0\U00010570\U00010595\U000105c9\U000105e4\U00011383"
+               "\U000113c5\U00016121\U00016126\U00016d68\U00016d6a")
+
+
+def test_letters_newer_than_one_unicode_table_match_google(tmp_path):
+    from _google_tokenization import google_full_tokenizer
+
+    letters = [c.lower() for c in NEW_LETTERS]
+    tokens = read_lines(UNCASED_VOCAB) + letters + ["##" + c for c in letters]
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    text = [NEW_LETTERS, " ".join(NEW_LETTERS), "x" + NEW_LETTERS + "\u0301",
+            "ab" + NEW_LETTERS + " İ" + NEW_LETTERS.upper(), "plain text only"]
+    for do_lower_case in (True, False):
+        google = google_full_tokenizer(vocab, do_lower_case)
+        expected = [google.convert_tokens_to_ids(google.tokenize(t)) for t in text]
+        if do_lower_case:  # the lower-cased letters are vocabulary tokens
+            assert 100 not in expected[1], expected
+        graph = text_graph.GraphTokenizer(vocab, do_lower_case)
+        assert not mismatches(text, graph_ids(graph, text), expected)
+        # One batch holds them, the next one not: each takes its own branch.
+        for line, ids in zip(text, expected):
+            assert graph.tokenize([line]).to_list() == [ids], line
 
 
 def test_cased_vocabulary_on_mixed_case_text(tmp_path):

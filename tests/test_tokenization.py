@@ -1,9 +1,16 @@
-"""FullTokenizer against an independent port of Google's tokenizer.
+"""FullTokenizer against Google's own tokenizer and Hugging Face's port.
 
-The reference is Hugging Face's pure-Python port of Google's BasicTokenizer
-and WordpieceTokenizer (`tokenization_bert_legacy`), built directly from its
-two classes so that none of HF's own additions apply. Where that port and
-Google's documented behaviour differ, Google's behaviour is asserted:
+Two references, one per control-character rule:
+  * the default rule against Google's `tokenization.py` itself (the
+    registry package bert-tensorflow 1.0.4, see _google_tokenization.py),
+    which deletes only Cc/Cf characters and maps unassigned, private-use and
+    surrogate code points to [UNK];
+  * `control_chars="huggingface"` against Hugging Face's pure-Python port of
+    Google's BasicTokenizer and WordpieceTokenizer
+    (`tokenization_bert_legacy`), which deletes every C* character. It is
+    built directly from its two classes so that none of HF's own additions
+    apply. Where that port and Google's documented behaviour differ in
+    anything but control characters, Google's behaviour is asserted:
   * HF's WordpieceTokenizer defaults to 100 characters per word; Google
     uses 200 (we pass 200 to the reference).
   * HF's BertTokenizer keeps special tokens such as "[CLS]" whole
@@ -20,12 +27,26 @@ from pathlib import Path
 import pytest
 from transformers.models.bert import tokenization_bert_legacy as hf_legacy
 
+from _google_tokenization import google_full_tokenizer
 from bert_tf import tokenization
 from conftest import CHINESE_VOCAB, SST2_DIR, UNCASED_VOCAB
 from conftest import TEST_DATA as DATA
 
+RULES = ["google", "huggingface"]
 
-class ReferenceTokenizer:
+
+class GoogleReference:
+    """Google's FullTokenizer, from Google's own tokenization.py."""
+
+    def __init__(self, vocab_file, do_lower_case):
+        self.tokenizer = google_full_tokenizer(vocab_file, do_lower_case)
+        self.tokenize = self.tokenizer.tokenize
+
+    def ids(self, text):
+        return self.tokenizer.convert_tokens_to_ids(self.tokenize(text))
+
+
+class HuggingFaceReference:
     """HF's port of Google's two-stage tokenizer, with Google's settings."""
 
     def __init__(self, vocab_file, do_lower_case):
@@ -56,14 +77,21 @@ def first_mismatches(ours, reference, lines, limit=3):
             for line in lines if ours(line) != reference(line)][:limit]
 
 
+def tokenizer_and_reference(vocab_file, do_lower_case, rule):
+    """Our FullTokenizer under `rule` and the reference that follows it."""
+    reference = {"google": GoogleReference, "huggingface": HuggingFaceReference}[rule]
+    return (tokenization.FullTokenizer(str(vocab_file), do_lower_case, control_chars=rule),
+            reference(vocab_file, do_lower_case))
+
+
 @pytest.fixture(scope="module")
 def uncased():
     return tokenization.FullTokenizer(str(UNCASED_VOCAB), do_lower_case=True)
 
 
-@pytest.fixture(scope="module")
-def uncased_reference():
-    return ReferenceTokenizer(UNCASED_VOCAB, do_lower_case=True)
+@pytest.fixture(scope="module", params=RULES)
+def uncased_pair(request):
+    return tokenizer_and_reference(UNCASED_VOCAB, True, request.param)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +108,8 @@ def cased_vocab(tmp_path_factory):
     return path
 
 
-def test_sst2_train_ids_match_reference(uncased, uncased_reference):
+def test_sst2_train_ids_match_reference(uncased_pair):
+    uncased, uncased_reference = uncased_pair
     sentences = sst2_sentences()
     assert len(sentences) == 67349
     ours = [uncased.convert_tokens_to_ids(uncased.tokenize(s)) for s in sentences]
@@ -90,10 +119,10 @@ def test_sst2_train_ids_match_reference(uncased, uncased_reference):
     assert sum(map(len, ours)) > 700_000  # the whole set really went through
 
 
-def test_chinese_corpus_ids_match_reference():
+@pytest.mark.parametrize("rule", RULES)
+def test_chinese_corpus_ids_match_reference(rule):
     lines = read_lines(DATA / "corpora" / "zh" / "peoples_daily_1998.txt")
-    ours = tokenization.FullTokenizer(str(CHINESE_VOCAB), do_lower_case=True)
-    reference = ReferenceTokenizer(CHINESE_VOCAB, do_lower_case=True)
+    ours, reference = tokenizer_and_reference(CHINESE_VOCAB, True, rule)
     mismatched = [line for line in lines
                   if ours.convert_tokens_to_ids(ours.tokenize(line)) != reference.ids(line)]
     assert not mismatched, mismatched[:3]
@@ -101,14 +130,14 @@ def test_chinese_corpus_ids_match_reference():
     assert ours.tokenize("人民日报") == ["人", "民", "日", "报"]
 
 
-def test_cased_vocab_on_mixed_case_corpora(cased_vocab):
+@pytest.mark.parametrize("rule", RULES)
+def test_cased_vocab_on_mixed_case_corpora(cased_vocab, rule):
     lines = (read_lines(DATA / "corpora" / "en" / "wiki.txt")
              + read_lines(DATA / "corpora" / "en" / "brown.txt")[:8000])
     # HF composes (NFC) before splitting and Google does not; on NFC text
     # the two must agree, and the corpora are NFC.
     assert all(unicodedata.is_normalized("NFC", line) for line in lines)
-    ours = tokenization.FullTokenizer(str(cased_vocab), do_lower_case=False)
-    reference = ReferenceTokenizer(cased_vocab, do_lower_case=False)
+    ours, reference = tokenizer_and_reference(cased_vocab, False, rule)
     assert not first_mismatches(ours.tokenize, reference.tokenize, lines)
     assert ours.tokenize("Café Paris") == ["Café", "Paris"]
 
@@ -121,6 +150,8 @@ ADVERSARIAL = [
     "line\u2028separator\u2029paragraph",
     "zero\u200bwidth\u200cnon\u200djoiner\ufeffbom\u00adsoft",
     "lone surrogate \ud800 here",
+    "I love it \U0001FAE8!",                    # an emoji newer than Unicode 14
+    "unassigned\u0378\U000E0080 private\ue000\U000F0000use \ufdd0\uffff\U0010FFFF",
     "Café cafe\u0301 naïve Ångström ÉCOLE Ærø",
     "\u0301\u0308 marks alone",
     "I ❤️ tokenizers 😀👍🏽 🇫🇷 👨‍👩‍👧",
@@ -138,21 +169,46 @@ ADVERSARIAL = [
 
 
 @pytest.mark.parametrize("text", ADVERSARIAL)
-def test_adversarial_uncased_matches_reference(uncased, uncased_reference, text):
+def test_adversarial_uncased_matches_reference(uncased_pair, text):
+    uncased, uncased_reference = uncased_pair
     assert uncased.tokenize(text) == uncased_reference.tokenize(text)
     assert (uncased.convert_tokens_to_ids(uncased.tokenize(text))
             == uncased_reference.ids(text))
 
 
-@pytest.mark.parametrize("text", [t for t in ADVERSARIAL
-                                  if unicodedata.is_normalized("NFC", t)])
-def test_adversarial_cased_matches_reference(cased_vocab, text):
-    ours = tokenization.FullTokenizer(str(cased_vocab), do_lower_case=False)
-    reference = ReferenceTokenizer(cased_vocab, do_lower_case=False)
-    assert ours.tokenize(text) == reference.tokenize(text)
+@pytest.mark.parametrize("rule", RULES)
+def test_adversarial_cased_matches_reference(cased_vocab, rule):
+    ours, reference = tokenizer_and_reference(cased_vocab, False, rule)
+    # HF composes (NFC) before splitting and Google does not.
+    texts = [t for t in ADVERSARIAL
+             if rule == "google" or unicodedata.is_normalized("NFC", t)]
+    assert not first_mismatches(ours.tokenize, reference.tokenize, texts, limit=len(texts))
 
 
-def test_longest_vocabulary_entries_are_matched(uncased, uncased_reference):
+def test_default_rule_is_googles_not_hugging_faces(uncased):
+    # Google's "support emojis" rule: an emoji Python's Unicode tables do
+    # not know yet (Cn) is a token; Hugging Face's rule deletes it.
+    text = "I love it \U0001FAE8!"
+    assert unicodedata.category("\U0001FAE8") == "Cn"
+    google = GoogleReference(UNCASED_VOCAB, True).tokenize(text)
+    huggingface = HuggingFaceReference(UNCASED_VOCAB, True).tokenize(text)
+    assert google != huggingface
+    assert uncased.tokenize(text) == google
+    hf_rule = tokenization.FullTokenizer(str(UNCASED_VOCAB), True, control_chars="huggingface")
+    assert hf_rule.tokenize(text) == huggingface
+    assert tokenization.BasicTokenizer().tokenize(text) == GoogleReference(
+        UNCASED_VOCAB, True).tokenizer.basic_tokenizer.tokenize(text)
+
+
+def test_unknown_control_chars_rule_is_refused():
+    with pytest.raises(ValueError, match="control_chars='hf'.*'google', 'huggingface'"):
+        tokenization.FullTokenizer(str(UNCASED_VOCAB), control_chars="hf")
+    with pytest.raises(ValueError, match="control_chars"):
+        tokenization.BasicTokenizer(control_chars="HuggingFace")
+
+
+def test_longest_vocabulary_entries_are_matched(uncased_pair):
+    uncased, uncased_reference = uncased_pair
     # Exercises the greedy match at the full length of the longest entries,
     # both as whole words and as "##" continuations after a prefix.
     longest = sorted(uncased.vocab, key=len)[-300:]

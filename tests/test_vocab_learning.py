@@ -122,3 +122,34 @@ def test_command_line_cased(tmp_path):
     assert "The" in tokens and len(tokens) <= 1500
     cased = tokenization.FullTokenizer(str(output), do_lower_case=False)
     assert unk_rate(cased, english) == 0
+
+
+@pytest.mark.parametrize("rule", ["google", "huggingface"])
+def test_control_character_rule_decides_which_characters_get_tokens(tmp_path, rule):
+    from transformers.models.bert import tokenization_bert_legacy as hf_legacy
+
+    from _google_tokenization import google_full_tokenizer
+
+    odd = ["\ue000", "\U000F0000", "\u0378", "\U0001FAE8"]  # private use, unassigned
+    lines = non_empty_lines(CORPORA / "en" / "wiki.txt")[:300]
+    lines += [f"word{c}word {c} zero\u200bwidth\u00adsoft" for c in odd]
+    tokens = vocab_learning.learn_vocab(lines, 1200, control_chars=rule)
+    path = tmp_path / "vocab.txt"
+    vocab_learning.write_vocab(tokens, path)
+    if rule == "google":
+        # Google's tokenizer keeps these characters, so they need tokens.
+        google = google_full_tokenizer(path, do_lower_case=True)
+        pieces = [p for line in lines for p in google.tokenize(line)]
+        assert set(odd) <= set(tokens) and "##" + odd[0] in tokens
+    else:
+        # Hugging Face's deletes every C* character: no token is spent on them.
+        vocab = hf_legacy.load_vocab(str(path))
+        basic = hf_legacy.BasicTokenizer(do_lower_case=True)
+        wordpiece = hf_legacy.WordpieceTokenizer(vocab, unk_token="[UNK]",
+                                                 max_input_chars_per_word=200)
+        pieces = [p for line in lines for word in basic.tokenize(line)
+                  for p in wordpiece.tokenize(word)]
+        assert not any(c in token for c in odd for token in tokens)
+    assert pieces.count("[UNK]") == 0
+    # Format characters (Cf) are deleted under both rules.
+    assert not any(c in token for c in "\u200b\u00ad" for token in tokens)

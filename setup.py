@@ -38,6 +38,8 @@ setup(
         # wheel is a multi-GB CUDA build).
         "test": ["pytest>=8", "torch==2.13.0", "transformers>=5,<6", "jieba>=0.42",
                  "scikit-learn>=1.3", "scipy>=1.10",
+                 # Google's own tokenization.py, the reference for the tokenizer tests.
+                 "bert-tensorflow==1.0.4",
                  "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
         # Running the notebooks in notebooks/ outside Jupyter.
         "notebooks": ["nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],

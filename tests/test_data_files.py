@@ -27,7 +27,6 @@ def test_every_file_is_listed_once_and_nothing_listed_is_missing():
     shipped = sorted(str(p.relative_to(TEST_DATA)) for p in TEST_DATA.rglob("*")
                      if p.is_file() and p.name != "README.md")
     assert sorted(listed_files()) == shipped
-    assert len(shipped) == 14
 
 
 @pytest.mark.parametrize("path", sorted(listed_files()))

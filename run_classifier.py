@@ -85,7 +85,7 @@ def main(_):
         max_train_examples=FLAGS.max_train_examples or None,
         bucket_by_length=FLAGS.bucket_by_length, skip_bad_rows=FLAGS.skip_bad_rows,
         processor_kwargs=_processor_kwargs(), export_dir=FLAGS.export_dir,
-        trainer_kwargs=cli.trainer_kwargs_from_flags(FLAGS),
+        training=cli.training_options_from_flags(FLAGS),
         encoder_factory=cli.hub_encoder_factory(FLAGS))
     classification.run_classifier(settings, strategy)
 

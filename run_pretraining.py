@@ -66,9 +66,6 @@ def main(_):
                              "and [SEP] ids and the random replacement tokens)")
         masking = input_pipeline.DynamicMasking.from_vocab_file(
             vocab_file, masked_lm_prob=FLAGS.masked_lm_prob)
-    trainer_config = dict(
-        num_train_steps=FLAGS.num_train_steps, learning_rate=FLAGS.learning_rate,
-        num_warmup_steps=FLAGS.num_warmup_steps, **cli.trainer_kwargs_from_flags(FLAGS))
     settings = pretraining.PretrainingSettings(
         config=config, input_file=FLAGS.input_file, output_dir=FLAGS.output_dir,
         source=source, eval_input_file=FLAGS.eval_input_file, do_train=FLAGS.do_train,
@@ -76,8 +73,9 @@ def main(_):
         max_predictions_per_seq=FLAGS.max_predictions_per_seq,
         train_batch_size=FLAGS.train_batch_size, eval_batch_size=FLAGS.eval_batch_size,
         max_eval_steps=FLAGS.max_eval_steps, eval_all_checkpoints=FLAGS.eval_all_checkpoints,
-        dynamic_masking=masking,
-        trainer_config=trainer_config)
+        dynamic_masking=masking, num_train_steps=FLAGS.num_train_steps,
+        learning_rate=FLAGS.learning_rate, num_warmup_steps=FLAGS.num_warmup_steps,
+        training=cli.training_options_from_flags(FLAGS))
     pretraining.run_pretraining(settings, cli.strategy_from_flags(FLAGS))
 
 

@@ -199,7 +199,7 @@ class OursFineTuning:
 
 def accuracy_runs(args, source, hf_folder, train_features, dev_features, work_dir) -> dict:
     """One full epoch each; dev accuracy and wall time."""
-    from bert_tf import classification
+    from bert_tf import classification, trainer
 
     num_steps = len(train_features) // BATCH_SIZE
     print(f"[accuracy] Hugging Face: {num_steps} steps at length {args.max_seq_length}", flush=True)
@@ -216,8 +216,8 @@ def accuracy_runs(args, source, hf_folder, train_features, dev_features, work_di
         source=source, max_seq_length=args.max_seq_length, learning_rate=args.learning_rate,
         num_train_epochs=1.0, warmup_proportion=0.1, train_batch_size=BATCH_SIZE,
         max_train_examples=args.num_examples,
-        trainer_kwargs={"seed": args.seed, "steps_per_loop": 50, "log_steps": 50,
-                        "save_checkpoints_steps": 10 ** 6}))
+        training=trainer.TrainingOptions(seed=args.seed, steps_per_loop=50, log_steps=50,
+                                         save_checkpoints_steps=10 ** 6)))
     results["ours"] = {"dev_accuracy": metrics["eval_accuracy"],
                        "train_and_eval_seconds": time.perf_counter() - start}
     return results

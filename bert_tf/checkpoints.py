@@ -15,7 +15,6 @@ formats are translated through it, so there is one naming table, not three.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import shutil
@@ -25,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import atomic_io, modeling
+from bert_tf import atomic_io, modeling, text_files
 
 # Checkpoint entries that are training state, not weights.
 _TRAINING_STATE = re.compile(r"(/adam_[mv]$|/Adam(_\d+)?$|^global_step$|_power$|"
@@ -194,13 +193,7 @@ def hf_config_to_bert_config(values: dict, source: str = "config.json") -> model
 
 def read_hf_config(folder: str) -> modeling.BertConfig:
     path = os.path.join(folder, "config.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            values = json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"No Hugging Face config at {path}") from None
-    except json.JSONDecodeError as e:
-        raise modeling.ConfigError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    values = text_files.read_json(path, "Hugging Face config", error=modeling.ConfigError)
     return hf_config_to_bert_config(values, source=path)
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import atomic_io, classifier_data, metrics, modeling, pretrained, tokenization, trainer
+from bert_tf import (atomic_io, classifier_data, metrics, modeling, pretrained, text_files,
+                     tokenization, trainer)
 
 
 class ClassificationTask:
@@ -90,7 +91,7 @@ class ClassifierSettings:
     bucket_by_length: bool = True
     skip_bad_rows: bool = False
     processor_kwargs: dict = dataclasses.field(default_factory=dict)
-    trainer_kwargs: dict = dataclasses.field(default_factory=dict)
+    training: trainer.TrainingOptions = dataclasses.field(default_factory=trainer.TrainingOptions)
     export_dir: str | None = None
     encoder_factory: object = None
 
@@ -105,8 +106,7 @@ def _check_output_dir(settings: ClassifierSettings, identity: dict) -> None:
     os.makedirs(settings.output_dir, exist_ok=True)
     path = os.path.join(settings.output_dir, "run_identity.json")
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            previous = json.load(f)
+        previous = text_files.read_json(path)
         changed = [k for k in _RUN_IDENTITY if previous.get(k) != identity.get(k)]
         if changed:
             raise FileExistsError(
@@ -136,7 +136,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
     if settings.do_train:
         train_examples = processor.get_train_examples(settings.data_dir)
         if settings.max_train_examples and len(train_examples) > settings.max_train_examples:
-            rng = random.Random(settings.trainer_kwargs.get("seed", 12345))
+            rng = random.Random(settings.training.seed)
             train_examples = rng.sample(train_examples, settings.max_train_examples)
     num_labels = processor.num_labels
     identity = {"task_name": settings.task_name, "max_seq_length": settings.max_seq_length,
@@ -152,11 +152,10 @@ def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
             settings.doc_stride, is_regression)
         num_train_steps = max(1, int(len(train_features) / settings.train_batch_size
                                      * settings.num_train_epochs))
-    trainer_config = trainer.TrainerConfig(
-        model_dir=settings.output_dir, num_train_steps=num_train_steps,
+    trainer_config = trainer.TrainerConfig.from_options(
+        settings.training, model_dir=settings.output_dir, num_train_steps=num_train_steps,
         learning_rate=settings.learning_rate,
-        num_warmup_steps=int(num_train_steps * settings.warmup_proportion),
-        **settings.trainer_kwargs)
+        num_warmup_steps=int(num_train_steps * settings.warmup_proportion))
     runner = trainer.Trainer(task, trainer_config, strategy)
 
     if settings.do_train:
@@ -178,7 +177,8 @@ def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
                            settings.eval_batch_size)
         results = _eval_metrics(settings.task_name, outputs, examples, label_list, is_regression)
         results["global_step"] = int(runner.global_step.numpy())
-        _write_eval_results(os.path.join(settings.output_dir, "eval_results.txt"), results)
+        text_files.write_eval_results(os.path.join(settings.output_dir, "eval_results.txt"),
+                                      results)
         summary = "  ".join(f"{k} = {v:.4f}" if isinstance(v, float) else f"{k} = {v}"
                             for k, v in sorted(results.items()))
         print(f"***** Eval results ({len(examples)} examples) *****\n{summary}", flush=True)
@@ -191,7 +191,8 @@ def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
         classifier_data.write_test_results(
             os.path.join(settings.output_dir, "test_results.tsv"),
             logits[:, None] if is_regression else _softmax(logits))
-        if settings.task_name.lower() in classifier_data.GLUE_SUBMISSION_FILES:
+        if (classifier_data.canonical_task_name(settings.task_name)
+                in classifier_data.GLUE_SUBMISSION_FILES):
             classifier_data.write_glue_submission(
                 settings.output_dir, settings.task_name,
                 logits if is_regression else logits.argmax(-1), label_list)
@@ -239,9 +240,3 @@ def _eval_metrics(task_name, logits, examples, label_list, is_regression) -> dic
     results = {f"eval_{k}": float(v) for k, v in values.items()}
     results["eval_loss"] = loss
     return results
-
-
-def _write_eval_results(path: str, results: dict) -> None:
-    """`key = value` lines, sorted, as Google's run_classifier writes them."""
-    text = "".join(f"{key} = {value}\n" for key, value in sorted(results.items()))
-    atomic_io.write_text(path, text)

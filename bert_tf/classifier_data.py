@@ -23,26 +23,22 @@ from typing import Iterator, Sequence
 import numpy as np
 from absl import logging
 
-from bert_tf import atomic_io
+from bert_tf import atomic_io, text_files
 
 __all__ = [
     "DataError", "InputExample", "InputFeatures", "DataProcessor",
     "ColaProcessor", "MnliProcessor", "MnliMismatchedProcessor", "MrpcProcessor",
     "XnliProcessor", "Sst2Processor", "QnliProcessor", "QqpProcessor",
     "RteProcessor", "WnliProcessor", "StsbProcessor", "GenericProcessor",
-    "PROCESSORS", "get_processor", "convert_examples_to_features",
+    "PROCESSORS", "TASK_ALIASES", "canonical_task_name", "get_processor",
+    "convert_examples_to_features",
     "aggregate_window_logits", "classifier_dataset", "write_test_results",
     "write_glue_submission", "GLUE_SUBMISSION_FILES",
 ]
 
 
-class DataError(ValueError):
+class DataError(text_files.LineError):
     """Malformed task data; the message starts with `file:line:`."""
-
-    def __init__(self, path, line: int | None, message: str):
-        self.path, self.line = str(path), line
-        where = f"{path}:{line}" if line is not None else str(path)
-        super().__init__(f"{where}: {message}")
 
 
 @dataclasses.dataclass
@@ -273,19 +269,14 @@ class DataProcessor:
         """Decodes UTF-8 line by line so that a bad byte is reported by line."""
         # Long documents are the point of sliding windows: lift csv's 128 KiB cap.
         csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
-        with open(path, "rb") as file:
-            for line_number, raw in enumerate(file, start=1):
-                if line_number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                    raw = raw[3:]  # MRPC's files start with a byte-order mark
-                try:
-                    yield raw.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    if not self.skip_bad_rows:
-                        raise DataError(path, line_number, f"invalid UTF-8 at byte "
-                                        f"{error.start} of the line") from None
-                    self.num_skipped_rows += 1
-                    logging.warning("%s:%d: skipped a line with invalid UTF-8", path, line_number)
-                    yield "\n"  # keeps csv's line numbers aligned; read as a blank line
+        def skip(line_number):
+            self.num_skipped_rows += 1
+            logging.warning("%s:%d: skipped a line with invalid UTF-8", path, line_number)
+
+        # A skipped line reads as a blank one, which keeps csv's line numbers.
+        for _, line in text_files.read_lines(path, error=DataError,
+                                             on_invalid=skip if self.skip_bad_rows else None):
+            yield line
 
 
 # ---------------------------------------------------------------------------
@@ -493,24 +484,39 @@ class GenericProcessor(DataProcessor):
                         label_optional=set_type == "test")
 
 
+# Other spellings of task names. PROCESSORS, metrics.TASK_METRICS and
+# GLUE_SUBMISSION_FILES are keyed by the canonical names only.
+TASK_ALIASES = {"sst2": "sst-2", "stsb": "sts-b"}
+
+
+def canonical_task_name(task_name: str) -> str:
+    """The key of every table of tasks: lower-cased, alias resolved.
+
+    >>> canonical_task_name("SST2"), canonical_task_name("MRPC")
+    ('sst-2', 'mrpc')
+    """
+    key = task_name.lower()
+    return TASK_ALIASES.get(key, key)
+
+
 PROCESSORS = {
     "cola": ColaProcessor,
     "mnli": MnliProcessor, "mnli-mm": MnliMismatchedProcessor,
     "mrpc": MrpcProcessor,
     "xnli": XnliProcessor,
-    "sst-2": Sst2Processor, "sst2": Sst2Processor,
+    "sst-2": Sst2Processor,
     "qnli": QnliProcessor,
     "qqp": QqpProcessor,
     "rte": RteProcessor,
     "wnli": WnliProcessor,
-    "sts-b": StsbProcessor, "stsb": StsbProcessor,
+    "sts-b": StsbProcessor,
     "generic": GenericProcessor,
 }
 
 
 def get_processor(task_name: str, **kwargs) -> DataProcessor:
     """The processor for `task_name` (case-insensitive), built with kwargs."""
-    key = task_name.lower()
+    key = canonical_task_name(task_name)
     if key not in PROCESSORS:
         raise ValueError(f"unknown task_name {task_name!r}; known tasks: "
                          f"{', '.join(PROCESSORS)}")
@@ -737,8 +743,8 @@ def classifier_dataset(features: Sequence[InputFeatures], batch_size: int, is_tr
 
 # File names the GLUE leaderboard expects in a submission archive.
 GLUE_SUBMISSION_FILES = {
-    "cola": "CoLA.tsv", "sst-2": "SST-2.tsv", "sst2": "SST-2.tsv",
-    "mrpc": "MRPC.tsv", "sts-b": "STS-B.tsv", "stsb": "STS-B.tsv",
+    "cola": "CoLA.tsv", "sst-2": "SST-2.tsv",
+    "mrpc": "MRPC.tsv", "sts-b": "STS-B.tsv",
     "qqp": "QQP.tsv", "mnli": "MNLI-m.tsv", "mnli-mm": "MNLI-mm.tsv",
     "qnli": "QNLI.tsv", "rte": "RTE.tsv", "wnli": "WNLI.tsv", "ax": "AX.tsv",
 }
@@ -763,12 +769,12 @@ def write_glue_submission(output_dir, task_name: str, predictions,
     written as their label strings, or for STS-B the predicted scores.
     Returns the path written.
     """
-    key = task_name.lower()
+    key = canonical_task_name(task_name)
     if key not in GLUE_SUBMISSION_FILES:
         raise ValueError(f"task_name {task_name!r} is not a GLUE task; known: "
                          f"{', '.join(GLUE_SUBMISSION_FILES)}")
     predictions = np.asarray(predictions)
-    if key in ("sts-b", "stsb"):
+    if key == "sts-b":
         values = [f"{score:.3f}" for score in predictions.reshape(-1).astype(np.float64)]
     else:
         if predictions.ndim == 2:

@@ -12,6 +12,8 @@ import sys
 
 from absl import flags
 
+from bert_tf.trainer_config import TrainingOptions
+
 DEFAULT_MODEL = "minilm-l6-h384-uncased"
 
 
@@ -64,7 +66,8 @@ def define_training_flags() -> None:
                       "adamw: Google's AdamWeightDecay; lamb: layer-wise adaptive.")
     flags.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints to keep in output_dir.")
     flags.DEFINE_integer("log_steps", 100, "Steps between logged/summarised metrics.")
-    flags.DEFINE_integer("seed", 12345, "Random seed: data order, dropout, initialisation.")
+    flags.DEFINE_integer("seed", TrainingOptions.seed,
+                         "Random seed: data order, dropout, initialisation.")
 
 
 def pretrained_from_flags(FLAGS):
@@ -106,9 +109,9 @@ def strategy_from_flags(FLAGS):
         distribution_strategy=FLAGS.distribution_strategy, num_gpus=FLAGS.num_gpus)
 
 
-def trainer_kwargs_from_flags(FLAGS) -> dict:
-    """The TrainerConfig fields that come straight from shared flags."""
-    return dict(
+def training_options_from_flags(FLAGS):
+    """The `trainer.TrainingOptions` that the shared training flags give."""
+    return TrainingOptions(
         optimizer=FLAGS.optimizer,
         gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
         steps_per_loop=FLAGS.iterations_per_loop,

@@ -24,7 +24,7 @@ import random
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import feature_extraction, modeling, tokenization
+from bert_tf import feature_extraction, modeling, text_files, tokenization
 
 SPECIAL_TOKENS = ("[CLS]", "[SEP]")
 
@@ -91,9 +91,11 @@ class Explanation:
 class Explainer:
     """Explains the predictions of a `BertClassifier`.
 
-    >>> explainer = Explainer(classifier, tokenizer)          # doctest: +SKIP
-    >>> explainer.explain("a gorgeous , witty movie").tokens  # doctest: +SKIP
-    ['[CLS]', 'a', 'gorgeous', ',', 'witty', 'movie', '[SEP]']
+    With a fine-tuned classifier and its tokenizer (`load_classifier`)::
+
+        explainer = Explainer(classifier, tokenizer)
+        explainer.explain("a gorgeous , witty movie").tokens
+        # ['[CLS]', 'a', 'gorgeous', ',', 'witty', 'movie', '[SEP]']
     """
 
     def __init__(self, classifier: modeling.BertClassifier, tokenizer: tokenization.FullTokenizer,
@@ -295,18 +297,13 @@ def to_html(explanations: list[Explanation], title: str = "BERT prediction expla
 
 def read_run_identity(output_dir: str) -> dict:
     """`run_identity.json` of a `run_classifier.py` output folder (task, labels, length)."""
-    import json
     import os
 
     path = os.path.join(output_dir, "run_identity.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"--output_dir {output_dir!r} holds no run_identity.json: "
                                 "is it a run_classifier.py output folder?")
-    with open(path, encoding="utf-8") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    return text_files.read_json(path)
 
 
 def load_classifier(source, output_dir: str | None = None,

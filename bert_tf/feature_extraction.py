@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import atomic_io, tokenization
+from bert_tf import atomic_io, text_files, tokenization
 
 _PAIR = re.compile(r"^(.*) \|\|\| (.*)$")
 
@@ -38,19 +38,13 @@ def truncate_seq_pair(tokens_a: list, tokens_b: list, max_length: int) -> None:
 
 def read_lines(path: str) -> Iterator[tuple[int, str, str | None]]:
     """Yields (line index, text_a, text_b or None); names file and line on bad UTF-8."""
-    with open(path, "rb") as f:
-        for index, raw in enumerate(f):
-            try:
-                line = raw.decode("utf-8").strip()
-            except UnicodeDecodeError as e:
-                raise ValueError(
-                    f"{path}, line {index + 1}: not valid UTF-8 ({e.reason} at byte {e.start})"
-                ) from None
-            match = _PAIR.match(line)
-            if match:
-                yield index, match.group(1), match.group(2)
-            else:
-                yield index, line, None
+    for number, line in text_files.read_lines(path):
+        line = line.strip()
+        match = _PAIR.match(line)
+        if match:
+            yield number - 1, match.group(1), match.group(2)
+        else:
+            yield number - 1, line, None
 
 
 def to_features(examples: Iterable[tuple[int, str, str | None]],

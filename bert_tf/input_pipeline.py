@@ -30,6 +30,8 @@ import dataclasses
 
 import tensorflow as tf
 
+from bert_tf import text_files
+
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -85,19 +87,6 @@ def record_spec(max_seq_length: int, max_predictions_per_seq: int, dynamic: bool
     return spec
 
 
-def expand_file_patterns(file_patterns) -> list[str]:
-    """Sorted files of each glob (a string may hold comma-separated globs)."""
-    if isinstance(file_patterns, str):
-        file_patterns = file_patterns.split(",")
-    files = []
-    for pattern in file_patterns:
-        matches = sorted(tf.io.gfile.glob(pattern))
-        if not matches:
-            raise FileNotFoundError(f"no file matches the input pattern {pattern!r}")
-        files.extend(matches)
-    return files
-
-
 def validate_record_file(path: str, spec, verify_all_records: bool = False) -> None:
     """Parses the first record of `path` with `spec`; optionally CRC-checks all.
 
@@ -144,7 +133,7 @@ def naming_bad_files(file_patterns):
     try:
         yield
     except tf.errors.DataLossError:
-        for path in expand_file_patterns(file_patterns):
+        for path in text_files.expand_globs(file_patterns):
             _count_records(path)
         raise
 
@@ -164,7 +153,7 @@ def pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int,
     repeats and shuffles (files, then records); evaluation reads each
     record once, in order.
     """
-    files = expand_file_patterns(file_patterns)
+    files = text_files.expand_globs(file_patterns)
     spec = record_spec(max_seq_length, max_predictions_per_seq, dynamic_masking is not None)
     for path in files:
         validate_record_file(path, spec, verify_all_records)

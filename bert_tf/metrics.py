@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bert_tf import classifier_data
+
 __all__ = [
     "accuracy", "f1_score", "matthews_corrcoef", "pearson", "spearman",
     "rankdata", "glue_metrics", "TASK_METRICS",
@@ -123,13 +125,14 @@ def _correlations(predictions, labels) -> dict:
     return {"pearson": r, "spearmanr": rho, "corr": (r + rho) / 2}
 
 
-# What GLUE reports for each task, keyed by the processor names.
+# What GLUE reports for each task, keyed by the canonical task names
+# (classifier_data.canonical_task_name resolves the aliases).
 TASK_METRICS = {
     "cola": _mcc,
-    "sst-2": _accuracy_only, "sst2": _accuracy_only,
+    "sst-2": _accuracy_only,
     "mrpc": _accuracy_and_f1,
     "qqp": _accuracy_and_f1,
-    "sts-b": _correlations, "stsb": _correlations,
+    "sts-b": _correlations,
     "mnli": _accuracy_only, "mnli-mm": _accuracy_only,
     "qnli": _accuracy_only,
     "rte": _accuracy_only,
@@ -137,8 +140,6 @@ TASK_METRICS = {
     "xnli": _accuracy_only,
     "generic": _accuracy_only,
 }
-
-_REGRESSION_TASKS = {"sts-b", "stsb"}
 
 
 def glue_metrics(task_name: str, predictions, labels) -> dict[str, float]:
@@ -148,12 +149,12 @@ def glue_metrics(task_name: str, predictions, labels) -> dict[str, float]:
     probabilities (reduced with argmax); for STS-B, scores of shape [N] or
     [N, 1].
     """
-    key = task_name.lower()
+    key = classifier_data.canonical_task_name(task_name)
     if key not in TASK_METRICS:
         raise ValueError(f"task_name {task_name!r} has no GLUE metric; known: "
                          f"{', '.join(sorted(TASK_METRICS))}")
     predictions = np.asarray(predictions)
-    if key in _REGRESSION_TASKS:
+    if key == "sts-b":
         predictions = predictions.reshape(-1)
     elif predictions.ndim == 2:
         predictions = np.argmax(predictions, axis=-1)

@@ -26,6 +26,8 @@ import zipfile
 
 from absl import logging
 
+from bert_tf import text_files
+
 CACHE_ENV = "BERT_TF_CACHE"
 
 
@@ -141,8 +143,7 @@ def _hf_do_lower_case(folder: str) -> bool | None:
     path = os.path.join(folder, "tokenizer_config.json")
     if not os.path.exists(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f).get("do_lower_case")
+    return text_files.read_json(path).get("do_lower_case")
 
 
 def _optional(path: str) -> str | None:

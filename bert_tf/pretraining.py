@@ -15,7 +15,7 @@ import os
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import atomic_io, input_pipeline, modeling, pretrained, trainer
+from bert_tf import input_pipeline, modeling, pretrained, text_files, trainer
 
 
 def masked_lm_cross_entropy(logits, labels):
@@ -121,7 +121,10 @@ class PretrainingSettings:
     max_eval_steps: int = 100
     eval_all_checkpoints: bool = False
     dynamic_masking: input_pipeline.DynamicMasking | None = None
-    trainer_config: dict = dataclasses.field(default_factory=dict)
+    num_train_steps: int = 100_000
+    learning_rate: float = 5e-5
+    num_warmup_steps: int = 10_000
+    training: trainer.TrainingOptions = dataclasses.field(default_factory=trainer.TrainingOptions)
 
 
 def run_pretraining(settings: PretrainingSettings, strategy=None) -> dict:
@@ -133,9 +136,11 @@ def run_pretraining(settings: PretrainingSettings, strategy=None) -> dict:
                          f"max_position_embeddings {settings.config.max_position_embeddings}")
     os.makedirs(settings.output_dir, exist_ok=True)
     task = PretrainingTask(settings.config, settings.source)
-    runner = trainer.Trainer(
-        task, trainer.TrainerConfig(model_dir=settings.output_dir, **settings.trainer_config),
-        strategy)
+    config = trainer.TrainerConfig.from_options(
+        settings.training, model_dir=settings.output_dir,
+        num_train_steps=settings.num_train_steps, learning_rate=settings.learning_rate,
+        num_warmup_steps=settings.num_warmup_steps)
+    runner = trainer.Trainer(task, config, strategy)
     seed = runner.config.seed
 
     def dataset_fn(files, batch_size, is_training):
@@ -168,8 +173,8 @@ def run_pretraining(settings: PretrainingSettings, strategy=None) -> dict:
             "loss": values["loss"],
             "global_step": int(runner.global_step.numpy()),
         }
-        text = "".join(f"{key} = {value}\n" for key, value in sorted(results.items()))
-        atomic_io.write_text(os.path.join(settings.output_dir, "eval_results.txt"), text)
+        text = text_files.write_eval_results(
+            os.path.join(settings.output_dir, "eval_results.txt"), results)
         print("***** Eval results *****\n" + text, end="", flush=True)
     return results
 

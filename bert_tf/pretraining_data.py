@@ -41,8 +41,7 @@ import random
 import time
 from typing import Iterator, Sequence
 
-from bert_tf import tfrecords
-from bert_tf import tokenization
+from bert_tf import text_files, tfrecords, tokenization
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +51,10 @@ WORD_SEGMENTERS = ("none", "jieba", "presegmented")
 
 class PretrainingDataError(ValueError):
     """Bad input or settings; the message names the file, line or flag."""
+
+
+def _line_error(path, line: int, message: str) -> PretrainingDataError:
+    return PretrainingDataError(f"{path}:{line}: {message}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,17 +122,6 @@ class PretrainingDataConfig:
 # Reading and tokenizing documents
 # ----------------------------------------------------------------------------
 
-def expand_input_patterns(patterns: Sequence[str]) -> list[str]:
-    """Files matching each glob, in order; a pattern matching nothing is an error."""
-    files = []
-    for pattern in patterns:
-        matches = sorted(glob.glob(pattern))
-        if not matches:
-            raise FileNotFoundError(f"--input_file pattern matches no file: {pattern}")
-        files.extend(matches)
-    return files
-
-
 def read_documents(paths: Sequence[str]) -> Iterator[list[str]]:
     """Yields documents as lists of stripped non-empty lines.
 
@@ -137,20 +129,13 @@ def read_documents(paths: Sequence[str]) -> Iterator[list[str]]:
     """
     for path in paths:
         document = []
-        with open(path, "rb") as corpus:
-            for line_number, raw in enumerate(corpus, 1):
-                try:
-                    line = raw.decode("utf-8").strip()
-                except UnicodeDecodeError as error:
-                    raise PretrainingDataError(
-                        f"{path}:{line_number}: invalid UTF-8 at byte {error.start} "
-                        f"of the line: {raw[max(0, error.start - 10):error.start + 10]!r}"
-                    ) from None
-                if line:
-                    document.append(line)
-                elif document:
-                    yield document
-                    document = []
+        for _, line in text_files.read_lines(path, error=_line_error):
+            line = line.strip()
+            if line:
+                document.append(line)
+            elif document:
+                yield document
+                document = []
         if document:
             yield document
 
@@ -258,18 +243,12 @@ class LineTokenizer:
         return ids, unit_starts
 
     def _load_lexicon(self, path: str) -> None:
-        with open(path, "rb") as lexicon:
-            for line_number, raw in enumerate(lexicon, 1):
-                try:
-                    phrase = raw.decode("utf-8").strip()
-                except UnicodeDecodeError:
-                    raise PretrainingDataError(
-                        f"{path}:{line_number}: invalid UTF-8 in --masking_lexicon") from None
-                if not phrase:
-                    continue
-                ids = self._phrase_ids(phrase)
-                if len(ids) > 1:
-                    self._phrases.setdefault(ids[0], []).append(tuple(ids))
+        for _, phrase in text_files.read_lines(path, error=_line_error):
+            if not phrase.strip():
+                continue
+            ids = self._phrase_ids(phrase.strip())
+            if len(ids) > 1:
+                self._phrases.setdefault(ids[0], []).append(tuple(ids))
         for candidates in self._phrases.values():
             candidates.sort(key=len, reverse=True)
 
@@ -721,7 +700,7 @@ def create_pretraining_data(input_patterns: Sequence[str], output_files: Sequenc
         raise PretrainingDataError(f"--num_workers={num_workers} must be >= 1")
     if not os.path.isfile(vocab_file):
         raise FileNotFoundError(f"--vocab_file not found: {vocab_file}")
-    input_files = expand_input_patterns(input_patterns)
+    input_files = text_files.expand_globs(input_patterns, flag="--input_file")
     if not _has_text(input_files):
         raise PretrainingDataError(
             f"no documents in --input_file ({', '.join(input_files)}): every line is blank")

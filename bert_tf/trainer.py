@@ -34,40 +34,12 @@ import tensorflow as tf
 from absl import logging
 
 from bert_tf import modeling, optimization
+# The configs live in a module without TensorFlow, so that the scripts' flags
+# can take their defaults from them; they are part of this module's interface.
+from bert_tf.trainer_config import PRECISION_POLICIES, TrainerConfig, TrainingOptions  # noqa: F401
 
 DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
 _SUM = tf.distribute.ReduceOp.SUM
-_POLICIES = {None: "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
-
-
-@dataclasses.dataclass
-class TrainerConfig:
-    """How to train; the defaults are Google's BERT fine-tuning settings."""
-
-    model_dir: str
-    num_train_steps: int
-    learning_rate: float = 5e-5
-    num_warmup_steps: int = 0
-    optimizer: str = "adamw"  # adamw | lamb
-    weight_decay_rate: float = 0.01
-    clip_norm: float | None = 1.0  # None or 0: no clipping
-    gradient_accumulation_steps: int = 1
-    steps_per_loop: int = 100  # Google's iterations_per_loop: steps per tf.function call
-    save_checkpoints_steps: int = 1000
-    keep_checkpoint_max: int = 5
-    log_steps: int = 100
-    use_xla: bool = False
-    mixed_precision: str | None = None  # None | "bf16" | "fp16" (dynamic loss scaling)
-    seed: int = 12345
-
-    def __post_init__(self):
-        for name in ("num_train_steps", "gradient_accumulation_steps", "steps_per_loop",
-                     "save_checkpoints_steps", "log_steps", "keep_checkpoint_max"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"TrainerConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.mixed_precision not in _POLICIES:
-            raise ValueError(f"TrainerConfig.mixed_precision must be one of "
-                             f"{list(_POLICIES)}, got {self.mixed_precision!r}")
 
 
 @dataclasses.dataclass
@@ -109,9 +81,27 @@ class Task(Protocol):
 class Trainer:
     """Trains, evaluates and predicts with a Task under a strategy.
 
-    >>> trainer = Trainer(task, TrainerConfig(model_dir="/tmp/run", num_train_steps=1000))
-    >>> trainer.train(train_dataset_fn)
-    >>> trainer.evaluate(eval_dataset_fn)
+    A task that fits y = 2x with one dense unit:
+
+    >>> import tempfile
+    >>> class LineTask:
+    ...     def build_model(self):
+    ...         return keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    ...     def initialize(self, model):
+    ...         pass
+    ...     def loss_counts(self, batch):
+    ...         return {"mse": tf.cast(tf.shape(batch[1])[0], tf.float32)}
+    ...     def forward(self, model, batch, training):
+    ...         x, y = batch
+    ...         error = model(x, training=training)[:, 0] - y
+    ...         return TaskOutputs(losses={"mse": tf.reduce_sum(error ** 2)})
+    >>> data = tf.data.Dataset.from_tensor_slices(([[1.0], [2.0], [3.0]], [2.0, 4.0, 6.0]))
+    >>> config = TrainerConfig(model_dir=tempfile.mkdtemp(), num_train_steps=300,
+    ...                        learning_rate=0.1, weight_decay_rate=0.0, steps_per_loop=100)
+    >>> runner = Trainer(LineTask(), config)
+    >>> logged = runner.train(lambda input_context: data.batch(3))
+    >>> runner.evaluate(lambda input_context: data.batch(3))["mse"] < 1e-3
+    True
     """
 
     def __init__(self, task: Task, config: TrainerConfig, strategy: tf.distribute.Strategy | None = None):
@@ -119,13 +109,13 @@ class Trainer:
         self.config = config
         self.strategy = strategy or tf.distribute.get_strategy()
         # The policy must be in place before any layer is built.
-        keras.mixed_precision.set_global_policy(_POLICIES[config.mixed_precision])
+        keras.mixed_precision.set_global_policy(PRECISION_POLICIES[config.mixed_precision])
         keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
             self.model = task.build_model()
             if not self.model.built or not self.model.trainable_variables:
                 raise ValueError("Task.build_model() must return a built model with trainable variables")
-            # _replica_update sums gradients over replicas before clipping.
+            # _update sums gradients over replicas itself, before clipping.
             self.optimizer = optimization.create_optimizer(
                 config.optimizer, config.learning_rate, config.num_train_steps,
                 config.num_warmup_steps, config.weight_decay_rate, aggregate_gradients=False)
@@ -193,80 +183,106 @@ class Trainer:
 
     # ----- training -----
 
-    def _micro_step(self, batch, counts):
-        """Gradient of this replica's share of the global loss on one micro-batch."""
-        algorithm = "threefry" if self.config.use_xla else "philox"
-        with tf.GradientTape() as tape, modeling.dropout_random_algorithm(algorithm):
-            outputs = self.task.forward(self.model, batch, training=True)
-            terms = {name: tf.math.divide_no_nan(tf.cast(total, tf.float32), counts[name])
-                     for name, total in outputs.losses.items()}
-            loss = tf.add_n(list(terms.values()))
-            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-                loss = self.optimizer.scale_loss(loss)
-        grads = tape.gradient(loss, self.model.trainable_variables)
-        grads = [None if g is None else tf.convert_to_tensor(g) for g in grads]
-        metrics = {name: (tf.cast(num, tf.float32), tf.cast(den, tf.float32))
-                   for name, (num, den) in outputs.metrics.items()}
-        return grads, {"terms": terms, "metrics": metrics, "examples": _batch_size(batch)}
+    def _update(self, micro_batches):
+        """One optimizer update on this replica from its k micro-batches.
 
-    def _replica_update(self, micro_batches):
-        """One optimizer update from k micro-batches; returns global statistics."""
-        context = tf.distribute.get_replica_context()
+        Runs under `strategy.run`, once per replica, and reads as the step
+        itself: forward, scale, backward, accumulate, sum over replicas,
+        clip, step. Returns the step's statistics summed over all replicas.
+        """
+        config = self.config
+        replica = tf.distribute.get_replica_context()
+        variables = self.model.trainable_variables
+        loss_scaling = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+
+        # Each loss term is divided by its count over the global batch (all
+        # replicas, all micro-batches), so the counts are totalled before any
+        # gradient is taken; they do not depend on the model.
         counts = _add_all([_as_float(self.task.loss_counts(b)) for b in micro_batches])
-        counts = context.all_reduce(_SUM, counts)
-        # A function per replica (it captures that replica's variables); called
-        # twice when accumulating, it is traced once for equal batch shapes.
-        micro_step = tf.function(self._micro_step, jit_compile=self.config.use_xla or None)
-        grads, stats = micro_step(micro_batches[0], counts)
+        counts = replica.all_reduce(_SUM, counts)
+
+        def forward_backward(batch):
+            # XLA compiles ThreeFry dropout bits far better than Philox
+            # (see modeling.dropout_random_algorithm).
+            algorithm = "threefry" if config.use_xla else "philox"
+            with tf.GradientTape() as tape, modeling.dropout_random_algorithm(algorithm):
+                outputs = self.task.forward(self.model, batch, training=True)
+                # This micro-batch's sums over the global counts: the shares of
+                # all micro-batches and replicas add up to the global mean.
+                terms = {name: tf.math.divide_no_nan(tf.cast(total, tf.float32), counts[name])
+                         for name, total in outputs.losses.items()}
+                loss = tf.add_n(list(terms.values()))
+                if loss_scaling:
+                    # fp16: scaled up so that small gradients do not flush to
+                    # zero; the optimizer divides the scale out again.
+                    loss = self.optimizer.scale_loss(loss)
+            grads = tape.gradient(loss, variables)
+            # Embedding lookups give IndexedSlices; dense tensors can be summed.
+            grads = [None if g is None else tf.convert_to_tensor(g) for g in grads]
+            metrics = {name: (tf.cast(num, tf.float32), tf.cast(den, tf.float32))
+                       for name, (num, den) in outputs.metrics.items()}
+            return grads, {"terms": terms, "metrics": metrics, "examples": _batch_size(batch)}
+
+        # A function of its own, created per replica (it captures that
+        # replica's variables): traced once though called twice when
+        # accumulating, and the part XLA compiles when several replicas keep
+        # the collectives outside it.
+        forward_backward = tf.function(forward_backward, jit_compile=config.use_xla or None)
+
+        grads, stats = forward_backward(micro_batches[0])
         # Variables the loss does not reach get no update at all (no weight
         # decay either), as in Google's optimizer.
         used = [i for i, g in enumerate(grads) if g is not None]
         if not used:
             raise ValueError("the task's losses depend on none of the model's trainable variables")
         grads = [grads[i] for i in used]
+
         if len(micro_batches) > 1:
-            grads, stats = self._accumulate(micro_step, micro_batches, counts, used, grads, stats)
-        grads, stats = context.all_reduce(_SUM, (grads, stats))
-        stats["grad_norm"], grads = self._clip(grads)
+            # Accumulate the other micro-batches in a graph loop, so the graph
+            # holds two calls of forward_backward whatever k is. The loop
+            # cannot index the Python tuple with a tensor, and micro-batches
+            # padded to their own length cannot be stacked, so switch_case
+            # picks the i-th one.
+            pick = [lambda b=b: b for b in micro_batches]
+            for i in tf.range(1, len(micro_batches)):
+                more_grads, more_stats = forward_backward(tf.switch_case(i, pick))
+                grads = [g + more_grads[j] for g, j in zip(grads, used)]
+                stats = tf.nest.map_structure(tf.add, stats, more_stats)
+
+        # Sum over replicas: the optimizer was built with
+        # aggregate_gradients=False so that clipping sees the global gradient.
+        grads, stats = replica.all_reduce(_SUM, (grads, stats))
+
+        # Clip by the global norm. Under fp16 the gradients still carry the
+        # loss scale: clipping them at clip_norm * scale equals clipping the
+        # unscaled ones at clip_norm, and an overflow leaves them non-finite,
+        # so the loss-scale optimizer still skips the step.
+        scale = tf.cast(self.optimizer.dynamic_scale, tf.float32) if loss_scaling else 1.0
+        norm = tf.linalg.global_norm(grads)
+        if config.clip_norm:
+            grads, _ = tf.clip_by_global_norm(grads, config.clip_norm * scale, use_norm=norm)
+        stats["grad_norm"] = norm / scale
+        # Read before the step: the rate this update is taken with.
         stats["learning_rate"] = tf.cast(self.optimizer.learning_rate, tf.float32)
-        variables = self.model.trainable_variables
+
         self.optimizer.apply(grads, [variables[i] for i in used])
         self.global_step.assign_add(1)
         return stats
 
-    def _accumulate(self, micro_step, micro_batches, counts, used, grads, stats):
-        """Adds the gradients and statistics of micro-batches 1..k-1 to those of
-        batch 0 in a graph loop, so the graph holds two calls of the step
-        whatever k is."""
-        branches = [lambda b=b: b for b in micro_batches]
-        for i in tf.range(1, len(micro_batches)):
-            more_grads, more_stats = micro_step(tf.switch_case(i, branches), counts)
-            grads = [g + more_grads[j] for g, j in zip(grads, used)]
-            stats = tf.nest.map_structure(tf.add, stats, more_stats)
-        return grads, stats
-
-    def _clip(self, grads):
-        norm = tf.linalg.global_norm(grads)
-        scale = 1.0
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            scale = tf.cast(self.optimizer.dynamic_scale, tf.float32)
-        if self.config.clip_norm:
-            # Clipping scaled gradients at clip_norm * scale equals clipping
-            # the unscaled ones at clip_norm; an overflow leaves them
-            # non-finite, so the loss-scale optimizer still skips the step.
-            grads, _ = tf.clip_by_global_norm(grads, self.config.clip_norm * scale, use_norm=norm)
-        return norm / scale, grads
-
     def _build_train_loop(self):
+        """The compiled loop `train` calls: `num_steps` updates per call
+        (Google's iterations_per_loop), statistics summed over them."""
         k = self.config.gradient_accumulation_steps
-        update = self._replica_update
+        update = self._update
         if self.config.use_xla and self.strategy.num_replicas_in_sync == 1:
             # One replica needs no collective, so XLA can take the whole
-            # update, optimizer included; with several, only the micro-step.
-            update = tf.function(self._replica_update, jit_compile=True)
+            # update, optimizer included; with several, only forward_backward.
+            update = tf.function(self._update, jit_compile=True)
 
+        # A function of its own so that the loop below traces it once.
         @tf.function
-        def one_step(iterator):
+        def train_step(iterator):
+            # All k micro-batches are drawn first: the loss counts span them all.
             micro_batches = tuple(next(iterator) for _ in range(k))
             stats = self.strategy.run(update, args=(micro_batches,))
             # Statistics were all-reduced, so any replica's copy is the global value.
@@ -274,9 +290,10 @@ class Trainer:
 
         @tf.function
         def train_loop(iterator, num_steps):
-            totals = one_step(iterator)
+            # The first step outside the loop gives the statistics' structure.
+            totals = train_step(iterator)
             for _ in tf.range(num_steps - 1):
-                totals = tf.nest.map_structure(tf.add, totals, one_step(iterator))
+                totals = tf.nest.map_structure(tf.add, totals, train_step(iterator))
             return totals
 
         return train_loop

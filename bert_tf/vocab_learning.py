@@ -16,42 +16,33 @@ occurs inside a word is a `##` token. Single-character tokens that no word
 can reach (such as `##中`: ideographs are always words of their own) are
 dropped, so small vocabularies are not wasted on them.
 
-    >>> tokens = learn_vocab(open("corpus.txt"), vocab_size=8000)  # doctest: +SKIP
-    >>> write_vocab(tokens, "vocab.txt")                           # doctest: +SKIP
+    >>> import os, tempfile
+    >>> corpus = ["low lower lowest", "new newer newest", "wide wider widest"] * 5
+    >>> tokens = learn_vocab(corpus, vocab_size=60)
+    >>> tokens[:5], "l" in tokens, "##t" in tokens
+    (['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'], True, True)
+    >>> write_vocab(tokens, os.path.join(tempfile.mkdtemp(), "vocab.txt"))
 """
 
 from __future__ import annotations
 
 import collections
-import glob
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 
-from bert_tf import tokenization
+from bert_tf import text_files, tokenization
 
 DEFAULT_RESERVED_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 JOINER = "##"
 
 
 def read_corpus_lines(input_patterns: str | Sequence[str]) -> Iterator[str]:
-    """Yields the non-empty lines of files matching comma-separated globs."""
-    if isinstance(input_patterns, str):
-        input_patterns = [p for p in input_patterns.split(",") if p.strip()]
-    for pattern in input_patterns:
-        paths = sorted(glob.glob(pattern.strip()))
-        if not paths:
-            raise FileNotFoundError(f"no input file matches {pattern!r}")
-        for path in paths:
-            with open(path, "rb") as reader:
-                for number, raw in enumerate(reader, start=1):
-                    try:
-                        line = raw.decode("utf-8").strip()
-                    except UnicodeDecodeError as error:
-                        raise ValueError(
-                            f"{path}:{number}: line is not valid UTF-8") from error
-                    if line:
-                        yield line
+    """Yields the stripped non-empty lines of files matching comma-separated globs."""
+    for path in text_files.expand_globs(input_patterns):
+        for _, line in text_files.read_lines(path):
+            if line.strip():
+                yield line.strip()
 
 
 def count_words(lines: Iterable[str], do_lower_case: bool = True,

@@ -59,7 +59,7 @@ def test_invalid_utf8_line_is_named_and_nothing_is_written(tmp_path):
     out = tmp_path / "out.jsonl"
     result = _run(f"--input_file={bad}", f"--output_file={out}")
     assert result.returncode != 0
-    assert f"{bad}, line 2: not valid UTF-8" in result.stderr
+    assert f"{bad}:2: invalid UTF-8" in result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
 

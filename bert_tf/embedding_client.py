@@ -1,8 +1,9 @@
 """A dependency-free client of the embedding service (`serve_embeddings.py`).
 
->>> client = EmbeddingClient("http://127.0.0.1:8125")   # doctest: +SKIP
->>> client.encode(["hello world", ["a question", "its answer"]]).shape  # doctest: +SKIP
-(2, 384)
+With `serve_embeddings.py` running on port 8125::
+
+    client = EmbeddingClient("http://127.0.0.1:8125")
+    client.encode(["hello world", ["a question", "its answer"]]).shape  # (2, 384)
 """
 
 from __future__ import annotations

@@ -307,8 +307,10 @@ class HubEncoder(keras.layers.Layer):
     Its variables are the SavedModel's own, re-wrapped under Keras-safe
     names, so AdamW and checkpoints work on them.
 
-    >>> encoder = HubEncoder("export/encoder")                  # doctest: +SKIP
-    >>> classifier = modeling.BertClassifier(encoder, num_labels=2)  # doctest: +SKIP
+    With an encoder exported by `export_hub.py` to export/encoder::
+
+        encoder = HubEncoder("export/encoder")
+        classifier = modeling.BertClassifier(encoder, num_labels=2)
     """
 
     def __init__(self, handle: str, trainable: bool = True, name: str = "hub_encoder", **kwargs):

@@ -19,7 +19,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from bert_tf import atomic_io
+from bert_tf import atomic_io, text_files
 
 ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 
@@ -113,15 +113,7 @@ class BertConfig:
 
     @classmethod
     def from_json_file(cls, path: str) -> "BertConfig":
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except FileNotFoundError:
-            raise FileNotFoundError(f"BERT config file not found: {path}") from None
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+        values = text_files.read_json(path, "BERT config file", error=ConfigError)
         return cls.from_dict(values, source=path)
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,6 +149,7 @@ def dropout_random_algorithm(algorithm: str):
         _DROPOUT_ALGORITHM.reset(token)
 
 
+@keras.saving.register_keras_serializable(package="bert_tf")
 class Dropout(keras.layers.Layer):
     """Inverted dropout that draws 16 random bits per element.
 
@@ -206,12 +199,34 @@ def _layer_norm(config: BertConfig, name: str = "LayerNorm"):
     return keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name=name)
 
 
-class Embeddings(keras.layers.Layer):
-    """Word + position + segment embeddings, then LayerNorm and dropout."""
+def _attention_bias(input_mask):
+    """[batch, 1, 1, seq]: padding keys get a large negative score, as in Google's code."""
+    mask = tf.cast(input_mask, tf.float32)
+    return (1.0 - mask[:, tf.newaxis, tf.newaxis, :]) * -10000.0
+
+
+class _ConfigLayer(keras.layers.Layer):
+    """A layer built from a BertConfig alone, so its Keras config is that config."""
 
     def __init__(self, config: BertConfig, **kwargs):
         super().__init__(**kwargs)
         self.config = config
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(BertConfig.from_dict(config.pop("config")), **config)
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class Embeddings(_ConfigLayer):
+    """Word + position + segment embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: BertConfig, **kwargs):
+        super().__init__(config, **kwargs)
         init = _initializer(config)
         h = config.hidden_size
         self.word_embeddings = self.add_weight(
@@ -236,11 +251,12 @@ class Embeddings(keras.layers.Layer):
         return self.dropout(self.layer_norm(x), training=training)
 
 
-class SelfAttention(keras.layers.Layer):
+@keras.saving.register_keras_serializable(package="bert_tf")
+class SelfAttention(_ConfigLayer):
     """Multi-head self-attention with its output projection and residual norm."""
 
     def __init__(self, config: BertConfig, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(config, **kwargs)
         h = config.hidden_size
         self.num_heads = config.num_attention_heads
         self.head_size = h // self.num_heads
@@ -286,11 +302,12 @@ class SelfAttention(keras.layers.Layer):
         return (out, probs) if return_probs else out
 
 
-class TransformerLayer(keras.layers.Layer):
+@keras.saving.register_keras_serializable(package="bert_tf")
+class TransformerLayer(_ConfigLayer):
     """One post-norm Transformer block: attention, then the feed-forward net."""
 
     def __init__(self, config: BertConfig, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(config, **kwargs)
         h = config.hidden_size
         self.attention = SelfAttention(config, name="attention")
         self.intermediate = _dense(config, config.intermediate_size, "intermediate",
@@ -315,22 +332,25 @@ class TransformerLayer(keras.layers.Layer):
         return (out, probs) if return_probs else out
 
 
+@keras.saving.register_keras_serializable(package="bert_tf")
 class BertEncoder(keras.Model):
     """The BERT Transformer encoder.
 
     Called with a dict of int32 `[batch, seq]` tensors `input_word_ids`,
-    `input_mask` (1 for real tokens) and `input_type_ids`; returns a dict with
-    `sequence_output` `[batch, seq, hidden]`, `pooled_output` `[batch, hidden]`
-    (tanh dense layer over the first token), `encoder_outputs` (every layer's
-    output, first to last) and `embedding_output`.
+    `input_mask` (1 for real tokens) and `input_type_ids`; always returns the
+    same dict: `sequence_output` `[batch, seq, hidden]`, `pooled_output`
+    `[batch, hidden]` (tanh dense layer over the first token),
+    `encoder_outputs` (every layer's output, first to last) and
+    `embedding_output`; `output_attentions=True` adds `attention_probs`.
+    `call_at_positions` is the cheaper call for a few positions' outputs.
 
     >>> encoder = BertEncoder(BertConfig(vocab_size=100, hidden_size=32,
     ...     num_hidden_layers=2, num_attention_heads=4, intermediate_size=64))
-    >>> ids = tf.constant([[101, 7, 102, 0]])
+    >>> ids = tf.constant([[2, 7, 3, 0]])
     >>> out = encoder({"input_word_ids": ids, "input_mask": tf.sign(ids),
     ...                "input_type_ids": tf.zeros_like(ids)})
-    >>> out["pooled_output"].shape
-    TensorShape([1, 32])
+    >>> sorted(out), out["pooled_output"].shape
+    (['embedding_output', 'encoder_outputs', 'pooled_output', 'sequence_output'], TensorShape([1, 32]))
     """
 
     def __init__(self, config: BertConfig, name: str = "bert", **kwargs):
@@ -349,75 +369,85 @@ class BertEncoder(keras.Model):
     def transformer_layers(self) -> list[TransformerLayer]:
         return [getattr(self, f"layer_{i}") for i in range(self.config.num_hidden_layers)]
 
-    def call(self, inputs, training=False, output_attentions=False, output_positions=None):
+    def _embed(self, inputs, training):
+        """Embedding output and int32 input mask; a missing mask or type ids default."""
         word_ids = tf.cast(inputs["input_word_ids"], tf.int32)
         mask = inputs.get("input_mask")
         mask = tf.ones_like(word_ids) if mask is None else tf.cast(mask, tf.int32)
         type_ids = inputs.get("input_type_ids")
         type_ids = tf.zeros_like(word_ids) if type_ids is None else tf.cast(type_ids, tf.int32)
-        x = self.embeddings(word_ids, type_ids, training=training)
-        return self.encode_embeddings(x, mask, training=training,
-                                      output_attentions=output_attentions,
-                                      output_positions=output_positions)
+        return self.embeddings(word_ids, type_ids, training=training), mask
+
+    def call(self, inputs, training=False, output_attentions=False):
+        embedding_output, mask = self._embed(inputs, training)
+        return self.encode_embeddings(embedding_output, mask, training=training,
+                                      output_attentions=output_attentions)
 
     def encode_embeddings(self, embedding_output, input_mask, training=False,
-                          output_attentions=False, output_positions=None):
+                          output_attentions=False):
         """Runs the Transformer layers and the pooler on a given embedding output.
 
         Split from `call` so that attribution methods can feed interpolated
         embeddings. With `output_attentions`, the outputs also hold
         `attention_probs`: per layer, `[batch, heads, query, key]` softmax
         weights (before attention dropout).
-
-        With `output_positions` `[batch, P]`, the caller needs the last layer
-        only at those positions (pretraining's masked tokens): the last layer
-        then computes queries, feed-forward and norms for them and the first
-        token alone, and `sequence_output` is replaced by `gathered_output`
-        `[batch, P, hidden]`. The values are those of the full computation;
-        the work saved is most of one layer.
         """
-        if output_positions is not None and output_attentions:
-            raise ValueError("output_positions and output_attentions cannot be combined")
-        # Padding keys get a large negative score, as in Google's code.
-        mask = tf.cast(input_mask, tf.float32)
-        attention_bias = (1.0 - mask[:, tf.newaxis, tf.newaxis, :]) * -10000.0
+        attention_bias = _attention_bias(input_mask)
         x = embedding_output
         encoder_outputs, attention_probs = [], []
-        layers = self.transformer_layers
-        for i, layer in enumerate(layers):
+        for layer in self.transformer_layers:
             if output_attentions:
                 x, probs = layer(x, attention_bias, training=training, return_probs=True)
                 attention_probs.append(probs)
-            elif output_positions is not None and i == len(layers) - 1:
-                # The pooler reads the first token; the positions follow it.
-                positions = tf.cast(output_positions, tf.int32)
-                first = tf.zeros_like(positions[:, :1])
-                x = layer(x, attention_bias, training=training,
-                          query_positions=tf.concat([first, positions], axis=1))
             else:
                 x = layer(x, attention_bias, training=training)
             encoder_outputs.append(x)
-        pooled = self.pooler(x[:, 0, :])
         outputs = {
-            "pooled_output": pooled,
+            "sequence_output": x,
+            "pooled_output": self.pooler(x[:, 0, :]),
             "encoder_outputs": encoder_outputs,
             "embedding_output": embedding_output,
         }
-        if output_positions is None:
-            outputs["sequence_output"] = x
-        else:
-            outputs["gathered_output"] = x[:, 1:, :]
-            encoder_outputs.pop()  # the last layer's output is partial
         if output_attentions:
             outputs["attention_probs"] = attention_probs
         return outputs
 
+    def call_at_positions(self, inputs, positions, training=False):
+        """The encoder for a caller that needs the output at a few positions only.
+
+        Pretraining reads the last layer at its masked tokens alone, so the
+        last layer computes queries, feed-forward and norms for those
+        `positions` `[batch, P]` and the first token (for the pooler) only:
+        most of one layer's work saved. Returns `gathered_output`
+        `[batch, P, hidden]` and `pooled_output`, with the values of the plain
+        call's `sequence_output` at `positions` and its `pooled_output`.
+
+        >>> encoder = BertEncoder(BertConfig(vocab_size=100, hidden_size=32,
+        ...     num_hidden_layers=2, num_attention_heads=4, intermediate_size=64))
+        >>> inputs = {"input_word_ids": tf.constant([[2, 7, 8, 3]])}
+        >>> out = encoder.call_at_positions(inputs, tf.constant([[2]]))
+        >>> full = encoder(inputs)["sequence_output"][:, 2:3]
+        >>> bool(tf.reduce_max(tf.abs(out["gathered_output"] - full)) < 1e-5)
+        True
+        """
+        x, mask = self._embed(inputs, training)
+        attention_bias = _attention_bias(mask)
+        *lower_layers, last_layer = self.transformer_layers
+        for layer in lower_layers:
+            x = layer(x, attention_bias, training=training)
+        positions = tf.cast(positions, tf.int32)
+        first = tf.zeros_like(positions[:, :1])
+        x = last_layer(x, attention_bias, training=training,
+                       query_positions=tf.concat([first, positions], axis=1))
+        return {"gathered_output": x[:, 1:, :], "pooled_output": self.pooler(x[:, 0, :])}
+
     def get_config(self):
-        return {"config": self.config.to_dict(), "name": self.name}
+        return {**keras.layers.Layer.get_config(self), "config": self.config.to_dict()}
 
     @classmethod
     def from_config(cls, config):
-        return cls(BertConfig.from_dict(config["config"]), name=config.get("name", "bert"))
+        config = dict(config)
+        return cls(BertConfig.from_dict(config.pop("config")), **config)
 
     def checkpoint_map(self) -> dict[str, keras.Variable]:
         """Google TF1 checkpoint name -> variable, for every encoder weight."""
@@ -452,17 +482,20 @@ class BertEncoder(keras.Model):
         return table
 
 
-class MaskedLMHead(keras.layers.Layer):
+@keras.saving.register_keras_serializable(package="bert_tf")
+class MaskedLMHead(_ConfigLayer):
     """Predicts the tokens at masked positions.
 
     A dense transform and LayerNorm, then a decoder that reuses the word
     embedding matrix (tied weights) plus a per-token output bias. It takes the
     encoder's output at the masked positions only (`[batch, P, hidden]`),
-    which is most of the head's cost saved.
+    which is most of the head's cost saved. The tied matrix is another
+    layer's weight, so this layer is saved and restored as part of
+    `BertPretrainer`, which ties it again.
     """
 
     def __init__(self, config: BertConfig, word_embeddings, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(config, **kwargs)
         self.word_embeddings = word_embeddings
         self.transform = _dense(config, config.hidden_size, "transform",
                                 activation=ACTIVATIONS[config.hidden_act])
@@ -488,11 +521,13 @@ class MaskedLMHead(keras.layers.Layer):
         return self(tf.gather(sequence_output, tf.cast(positions, tf.int32), batch_dims=1))
 
 
+@keras.saving.register_keras_serializable(package="bert_tf")
 class WeightsTimesInput(keras.layers.Layer):
     """`x @ W^T + b` with W stored `[units, hidden]`, as Google's heads store it."""
 
     def __init__(self, units: int, hidden_size: int, initializer_range: float, **kwargs):
         super().__init__(**kwargs)
+        self.units, self.hidden_size, self.initializer_range = units, hidden_size, initializer_range
         self.output_weights = self.add_weight(
             name="output_weights", shape=(units, hidden_size),
             initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
@@ -503,7 +538,12 @@ class WeightsTimesInput(keras.layers.Layer):
         return (tf.matmul(x, tf.cast(self.output_weights, x.dtype), transpose_b=True)
                 + tf.cast(self.output_bias, x.dtype))
 
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "hidden_size": self.hidden_size,
+                "initializer_range": self.initializer_range}
 
+
+@keras.saving.register_keras_serializable(package="bert_tf")
 class BertPretrainer(keras.Model):
     """The encoder with the masked-LM and next-sentence-prediction heads.
 
@@ -511,8 +551,14 @@ class BertPretrainer(keras.Model):
     returns `masked_lm_logits` `[batch, P, vocab]` and `next_sentence_logits`
     `[batch, 2]` (label 0: B follows A; 1: B is random), in float32, and the
     encoder's `pooled_output`. The last layer runs at the masked positions
-    and the first token only (see `BertEncoder.encode_embeddings`); for the
+    and the first token only (`BertEncoder.call_at_positions`); for the
     full sequence output, call `self.encoder`.
+
+    >>> model = BertPretrainer(BertConfig(vocab_size=100, hidden_size=32,
+    ...     num_hidden_layers=2, num_attention_heads=4, intermediate_size=64))
+    >>> inputs = dict(dummy_inputs(batch_size=2), masked_lm_positions=tf.constant([[1, 2], [3, 4]]))
+    >>> {name: tuple(value.shape) for name, value in model(inputs).items()}
+    {'pooled_output': (2, 32), 'masked_lm_logits': (2, 2, 100), 'next_sentence_logits': (2, 2)}
     """
 
     def __init__(self, config: BertConfig, name: str = "pretrainer", **kwargs):
@@ -527,13 +573,21 @@ class BertPretrainer(keras.Model):
 
     def call(self, inputs, training=False):
         encoder_inputs = {k: inputs[k] for k in ENCODER_INPUTS if k in inputs}
-        outputs = self.encoder(encoder_inputs, training=training,
-                               output_positions=inputs["masked_lm_positions"])
+        outputs = self.encoder.call_at_positions(encoder_inputs, inputs["masked_lm_positions"],
+                                                 training=training)
         mlm = self.masked_lm(outputs["gathered_output"])
         nsp = self.next_sentence(outputs["pooled_output"])
         return {"pooled_output": outputs["pooled_output"],
                 "masked_lm_logits": tf.cast(mlm, tf.float32),
                 "next_sentence_logits": tf.cast(nsp, tf.float32)}
+
+    def get_config(self):
+        return {**keras.layers.Layer.get_config(self), "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(BertConfig.from_dict(config.pop("config")), **config)
 
     def checkpoint_map(self) -> dict[str, keras.Variable]:
         table = self.encoder.checkpoint_map()
@@ -550,12 +604,19 @@ class BertPretrainer(keras.Model):
         return table
 
 
+@keras.saving.register_keras_serializable(package="bert_tf")
 class BertClassifier(keras.Model):
     """Encoder + dropout + a linear layer on the pooled output.
 
     The output layer is named and shaped like Google's `run_classifier.py`
     (`output_weights [num_labels, hidden]`, `output_bias`), so fine-tuned
     Google checkpoints restore. `num_labels=1` gives a regression head.
+    Returns float32 logits `[batch, num_labels]`.
+
+    >>> encoder = BertEncoder(BertConfig(vocab_size=100, hidden_size=32,
+    ...     num_hidden_layers=2, num_attention_heads=4, intermediate_size=64))
+    >>> BertClassifier(encoder, num_labels=3)(dummy_inputs(batch_size=2)).shape
+    TensorShape([2, 3])
     """
 
     def __init__(self, encoder: keras.Model, num_labels: int, dropout_rate: float = 0.1,
@@ -563,6 +624,7 @@ class BertClassifier(keras.Model):
         super().__init__(name=name, **kwargs)
         self.encoder = encoder
         self.num_labels = num_labels
+        self.dropout_rate = dropout_rate
         hidden = encoder.config.hidden_size
         init_range = encoder.config.initializer_range
         self.dropout = Dropout(dropout_rate)
@@ -573,6 +635,17 @@ class BertClassifier(keras.Model):
         pooled = self.encoder(inputs, training=training)["pooled_output"]
         logits = self.head(self.dropout(pooled, training=training))
         return tf.cast(logits, tf.float32)
+
+    def get_config(self):
+        return {**keras.layers.Layer.get_config(self),
+                "encoder": keras.saving.serialize_keras_object(self.encoder),
+                "num_labels": self.num_labels, "dropout_rate": self.dropout_rate}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        encoder = keras.saving.deserialize_keras_object(config.pop("encoder"))
+        return cls(encoder, **config)
 
     def checkpoint_map(self) -> dict[str, keras.Variable]:
         table = self.encoder.checkpoint_map()

@@ -41,9 +41,16 @@ extension blocks, full-width forms, words over 200 characters) gives the
 same ids: tests/test_tokenizer_fuzz.py checks 20,000 random strings against
 Google's own tokenization.py.
 
-    >>> tokenizer = GraphTokenizer("vocab.txt", do_lower_case=True)  # doctest: +SKIP
-    >>> ids = tokenizer.tokenize(tf.constant(["Hello world!"]))       # doctest: +SKIP
-    >>> tokenizer.pack([ids], seq_length=16)["input_word_ids"]        # doctest: +SKIP
+    >>> import os, tempfile
+    >>> vocab_file = os.path.join(tempfile.mkdtemp(), "vocab.txt")
+    >>> with open(vocab_file, "w", encoding="utf-8") as f:
+    ...     _ = f.write("[PAD]\\n[UNK]\\n[CLS]\\n[SEP]\\n[MASK]\\n!\\nhello\\nworld\\n")
+    >>> tokenizer = GraphTokenizer(vocab_file, do_lower_case=True)
+    >>> ids = tokenizer.tokenize(tf.constant(["Hello world!"]))
+    >>> ids.to_list()
+    [[6, 7, 5]]
+    >>> tokenizer.pack([ids], seq_length=8)["input_word_ids"].numpy().tolist()
+    [[2, 6, 7, 5, 3, 0, 0, 0]]
 """
 
 from __future__ import annotations

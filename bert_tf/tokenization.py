@@ -22,8 +22,12 @@ Two deliberate differences, neither of which changes an id:
 Pure Python on purpose: data preparation must not pay for importing
 TensorFlow. The in-graph equivalent lives in `bert_tf.text_graph`.
 
-    >>> tokenizer = FullTokenizer("vocab.txt", do_lower_case=True)  # doctest: +SKIP
-    >>> tokenizer.tokenize("Unaffable ideas!")                       # doctest: +SKIP
+    >>> import os, tempfile
+    >>> vocab_file = os.path.join(tempfile.mkdtemp(), "vocab.txt")
+    >>> with open(vocab_file, "w", encoding="utf-8") as f:
+    ...     _ = f.write("[PAD]\\n[UNK]\\n[CLS]\\n[SEP]\\nuna\\n##ffa\\n##ble\\nideas\\n!\\n")
+    >>> tokenizer = FullTokenizer(vocab_file, do_lower_case=True)
+    >>> tokenizer.tokenize("Unaffable ideas!")
     ['una', '##ffa', '##ble', 'ideas', '!']
 """
 

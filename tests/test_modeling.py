@@ -266,3 +266,106 @@ def test_dropout_under_xla_with_either_generator(algorithm):
     with pytest.raises(ValueError, match="unknown random algorithm"):
         with modeling.dropout_random_algorithm("mt19937"):
             pass
+
+
+def test_plain_call_keys_and_the_positions_call_match_hugging_face(tmp_path):
+    """The plain call returns the same keys whatever it is asked; the cheaper
+    call at a few positions gives PyTorch's full-sequence values there."""
+    import torch
+    import transformers
+    torch.manual_seed(5)
+    reference = transformers.BertModel(_tiny_hf_config()).eval()
+    reference.save_pretrained(tmp_path)
+    encoder = modeling.BertEncoder(checkpoints.read_hf_config(str(tmp_path)))
+    checkpoints.load_hf_weights(encoder, str(tmp_path))
+    ids, mask, types = _random_inputs(np.random.default_rng(6))
+    inputs = {"input_word_ids": ids, "input_mask": mask, "input_type_ids": types}
+    with torch.no_grad():
+        expected = reference(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+                             token_type_ids=torch.tensor(types))
+
+    plain_keys = {"sequence_output", "pooled_output", "encoder_outputs", "embedding_output"}
+    assert set(encoder(inputs)) == plain_keys
+    assert set(encoder(inputs, training=True)) == plain_keys
+    assert set(encoder(inputs, output_attentions=True)) == plain_keys | {"attention_probs"}
+
+    positions = np.array([[0, 3, 6], [2, 4, 10], [5, 5, 1]])  # [CLS] and a repeat too
+    out = encoder.call_at_positions(inputs, positions)
+    assert set(out) == {"gathered_output", "pooled_output"}
+    np.testing.assert_allclose(
+        out["gathered_output"],
+        np.take_along_axis(expected.last_hidden_state.numpy(), positions[:, :, None], axis=1),
+        atol=1e-5)
+    np.testing.assert_allclose(out["pooled_output"], expected.pooler_output.numpy(), atol=1e-5)
+
+
+def _tiny_config():
+    return modeling.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                               num_attention_heads=2, intermediate_size=24,
+                               max_position_embeddings=32)
+
+
+def _tiny_inputs():
+    return {"input_word_ids": tf.constant([[2, 5, 7, 3, 0, 0], [2, 9, 3, 11, 12, 3]]),
+            "input_mask": tf.constant([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]]),
+            "input_type_ids": tf.constant([[0, 0, 0, 0, 0, 0], [0, 0, 0, 1, 1, 1]])}
+
+
+@pytest.mark.parametrize("kind", ["classifier", "pretrainer", "encoder"])
+def test_task_models_round_trip_through_keras_saving(tmp_path, kind):
+    import keras
+    config = _tiny_config()
+    inputs = _tiny_inputs()
+
+    def build():
+        if kind == "classifier":
+            return modeling.BertClassifier(modeling.BertEncoder(config), num_labels=3,
+                                           dropout_rate=0.2)
+        if kind == "pretrainer":
+            return modeling.BertPretrainer(config)
+        return modeling.BertEncoder(config)
+
+    def outputs(model):
+        if kind == "pretrainer":
+            result = model(dict(inputs, masked_lm_positions=tf.constant([[1, 2], [3, 5]])))
+        else:
+            result = model(inputs)
+        if not isinstance(result, dict):
+            result = {"logits": result}
+        return {name: result[name].numpy() for name in result if name != "encoder_outputs"}
+
+    model = build()
+    path = str(tmp_path / f"{kind}.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert type(loaded) is type(model)
+    assert loaded.get_config() == model.get_config()
+    before, after = outputs(model), outputs(loaded)
+    fresh = outputs(build())  # differently initialised: the weights did travel
+    for name in before:
+        np.testing.assert_array_equal(after[name], before[name])
+        assert not np.allclose(fresh[name], before[name]), name
+    if kind == "classifier":
+        assert (loaded.num_labels, loaded.dropout_rate) == (3, 0.2)
+        assert loaded.encoder.config == config
+    if kind == "pretrainer":  # the decoder is still the word embedding matrix itself
+        assert loaded.masked_lm.word_embeddings is loaded.encoder.embeddings.word_embeddings
+
+    # The config alone (no weights) rebuilds the same architecture.
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
+    assert [w.shape for w in again.weights] == [w.shape for w in model.weights]
+
+
+def test_layers_get_config_returns_every_constructor_argument():
+    import keras
+    config = _tiny_config()
+    layers = [modeling.Embeddings(config, name="e"), modeling.SelfAttention(config),
+              modeling.TransformerLayer(config), modeling.Dropout(0.3, seed=4),
+              modeling.WeightsTimesInput(3, 16, 0.05, name="w")]
+    for layer in layers:
+        rebuilt = type(layer).from_config(layer.get_config())
+        assert rebuilt.get_config() == layer.get_config()
+        assert [w.shape for w in rebuilt.weights] == [w.shape for w in layer.weights]
+    assert layers[3].get_config()["rate"] == 0.3 and layers[3].get_config()["seed"] == 4
+    assert keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(layers[4])).units == 3

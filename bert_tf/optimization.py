@@ -2,7 +2,11 @@
 
 `AdamWeightDecay` is the optimizer Google pretrained and fine-tuned BERT
 with: Adam without bias correction plus decoupled weight decay, skipped for
-LayerNorm parameters and biases. `Lamb` follows the LAMB paper (You et al.,
+LayerNorm parameters and biases. With `bias_correction=True` (optimizer
+name "adamw_bias_corrected") it is the AdamW of PyTorch and Hugging Face
+instead: without the correction, step t moves the weights
+(1 - b1**t) / sqrt(1 - b2**t) times as far, 6x at step 6 and still 4x at
+step 62, which matters on short fine-tuning runs. `Lamb` follows the LAMB paper (You et al.,
 2019, Algorithm 2), where the weight-decay term is part of the update that the
 layer-wise trust ratio rescales. `keras.optimizers.Lamb` is not used because
 it decays weights outside that ratio.
@@ -123,11 +127,27 @@ class AdamWeightDecay(_DecoupledDecayOptimizer):
     param -= lr * (m / (sqrt(v) + eps) + rate * param), with the decay term
     dropped for parameters whose path matches `exclude_from_weight_decay`.
 
+    With `bias_correction`, m and v are divided by (1 - b1**t) and
+    (1 - b2**t) as in Adam and PyTorch's AdamW (t counts updates from 1;
+    epsilon is added to sqrt(v) after the correction, as in TensorFlow's
+    Adam kernel).
+
     >>> opt = AdamWeightDecay(learning_rate=1e-4, weight_decay_rate=0.01)
     """
 
-    def __init__(self, learning_rate=0.001, weight_decay_rate=0.0, name="AdamWeightDecay", **kwargs):
+    def __init__(self, learning_rate=0.001, weight_decay_rate=0.0, bias_correction: bool = False,
+                 name="AdamWeightDecay", **kwargs):
         super().__init__(learning_rate, weight_decay_rate, name=name, **kwargs)
+        self.bias_correction = bias_correction
+
+    def _beta_powers(self, dtype):
+        """b1**t and b2**t for this update, or zeros (no correction)."""
+        if not self.bias_correction:
+            zero = ops.zeros([], dtype)
+            return zero, zero
+        t = ops.cast(self.iterations + 1, dtype)
+        return (ops.power(ops.cast(self.beta_1, dtype), t),
+                ops.power(ops.cast(self.beta_2, dtype), t))
 
     def update_step(self, gradient, variable, learning_rate):
         if keras.backend.backend() != "tensorflow":
@@ -136,6 +156,7 @@ class AdamWeightDecay(_DecoupledDecayOptimizer):
         # temporary the size of the variable. Adam's bias correction is
         # switched off by passing zero for beta**t, and decaying the weights
         # first gives exactly param - lr * (adam_direction + rate * param).
+        # The kernel's correction scales lr by sqrt(1 - b2**t) / (1 - b1**t).
         import tensorflow as tf
 
         index = self._get_variable_index(variable)
@@ -144,18 +165,25 @@ class AdamWeightDecay(_DecoupledDecayOptimizer):
         learning_rate = tf.cast(learning_rate, dtype)
         if self._decay_flags[index]:
             variable.assign_sub(variable * (learning_rate * self.weight_decay_rate))
-        zero = tf.zeros([], dtype)
+        beta1_power, beta2_power = self._beta_powers(dtype)
         tf.raw_ops.ResourceApplyAdam(
             var=variable.handle, m=self._m[index].value.handle, v=self._v[index].value.handle,
-            beta1_power=zero, beta2_power=zero, lr=learning_rate,
+            beta1_power=beta1_power, beta2_power=beta2_power, lr=learning_rate,
             beta1=tf.cast(self.beta_1, dtype), beta2=tf.cast(self.beta_2, dtype),
             epsilon=tf.cast(self.epsilon, dtype), grad=gradient)
 
     def _adam_direction(self, m, v):
-        return m / (ops.sqrt(v) + self.epsilon)
+        beta1_power, beta2_power = self._beta_powers(m.dtype)
+        scale = ops.sqrt(1.0 - beta2_power) / (1.0 - beta1_power)
+        return scale * m / (ops.sqrt(v) + self.epsilon)
 
     def _step(self, direction, variable, index):
         return direction
+
+    def get_config(self):
+        config = super().get_config()
+        config["bias_correction"] = self.bias_correction
+        return config
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
@@ -251,7 +279,12 @@ class LinearWarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedul
         )
 
 
-OPTIMIZERS = {"adamw": AdamWeightDecay, "lamb": Lamb}
+def _bias_corrected_adamw(**kwargs) -> AdamWeightDecay:
+    return AdamWeightDecay(bias_correction=True, **kwargs)
+
+
+OPTIMIZERS = {"adamw": AdamWeightDecay, "adamw_bias_corrected": _bias_corrected_adamw,
+              "lamb": Lamb}
 
 
 def create_optimizer(
@@ -262,7 +295,8 @@ def create_optimizer(
     weight_decay_rate: float = 0.01,
     **kwargs,
 ) -> keras.optimizers.Optimizer:
-    """Builds `name` ('adamw' or 'lamb') on BERT's warm-up/decay schedule.
+    """Builds `name` ('adamw', 'adamw_bias_corrected' or 'lamb') on BERT's
+    warm-up/decay schedule.
 
     >>> opt = create_optimizer("adamw", 2e-5, num_train_steps=1000, num_warmup_steps=100)
     """

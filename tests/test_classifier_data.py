@@ -427,33 +427,150 @@ def test_fixed_length_padding_and_regression_labels():
                               max_seq_length=8)
 
 
-def test_training_dataset_buckets_shuffles_with_seed_and_repeats():
+def _training_batches(features, batch_size, steps, **kwargs):
+    dataset = cd.classifier_dataset(features, batch_size, is_training=True, **kwargs)
+    return [(inputs["example_index"].numpy(), inputs, labels)
+            for inputs, labels in dataset.take(steps)]
+
+
+def test_training_windows_use_every_example_once_per_epoch():
+    # 96 examples = 3 windows of 4 batches of 8: each epoch's 12 batches hold
+    # every example exactly once. Grouping over the whole stream
+    # (bucket_by_sequence_length) fails this: rare lengths wait epochs for a
+    # full bucket while common ones come round again.
+    lengths = np.random.default_rng(3).integers(3, 200, 96)
+    features = _features(lengths)
+    batches = _training_batches(features, 8, 36, seed=5, bucket_window_batches=4)
+    for epoch in range(3):
+        seen = np.concatenate([index for index, _, _ in batches[12 * epoch:12 * epoch + 12]])
+        assert sorted(seen) == list(range(96)), f"epoch {epoch}"
+    # With windows that straddle epochs (90 examples), 16 epochs are 45 whole
+    # windows: every example is used exactly 16 times.
+    batches = _training_batches(_features(lengths[:90]), 8, 180, seed=5,
+                                bucket_window_batches=4)
+    counts = np.bincount(np.concatenate([index for index, _, _ in batches]), minlength=90)
+    assert counts.tolist() == [16] * 90
+
+
+def test_training_batches_are_padded_to_their_own_longest_and_save_padding():
+    lengths = np.random.default_rng(4).integers(3, 200, 400)
+    features = _features(lengths)
+    fill = {}
+    for window in (8, 1):
+        real = padded = 0
+        for index, inputs, labels in _training_batches(features, 16, 100, seed=7,
+                                                       bucket_window_batches=window):
+            width = max(lengths[index])
+            assert inputs["input_word_ids"].shape == (16, width)
+            _check_batch(inputs, labels, features, width)
+            real, padded = real + lengths[index].sum(), padded + 16 * width
+        fill[window] = real / padded
+    saved_vs_max = 1 - lengths.mean() / fill[8] / lengths.max()
+    print(f"real/padded tokens: windows of 8 batches {fill[8]:.2f}, random batches "
+          f"{fill[1]:.2f}; windows pad {100 * saved_vs_max:.0f}% less than padding to the longest")
+    # Uniform lengths: a random batch of 16 pads to about the 94th percentile
+    # (fill ~0.54); sorting 128 examples leaves ~8% padding.
+    assert fill[8] > 0.8 and fill[1] < 0.65
+
+
+def _batch_label_dispersion(batches, num_labels):
+    """Pearson's chi-square of per-batch label counts against the pooled mix."""
+    counts = np.array([np.bincount(labels.numpy(), minlength=num_labels)
+                       for _, _, labels in batches])
+    expected = counts.sum(0, keepdims=True) / counts.sum() * counts.sum(1, keepdims=True)
+    return float(((counts - expected) ** 2 / expected).sum()), counts.size - counts.shape[0]
+
+
+def test_window_batches_mix_labels_at_least_as_evenly_as_random_batches():
+    # Labels that track length, as on SST-2 or STS-B: short examples are
+    # mostly class 0. Pearson's statistic of per-batch label counts is
+    # ~chi-square with (batches x (labels - 1)) degrees of freedom under
+    # random batching. Batches cut from length-sorted data are far more
+    # uneven (the check can fail); ours, ranked by length within each label,
+    # carry the window's label mix, so they are never more uneven than
+    # random batches.
+    from scipy import stats
+
+    rng = np.random.default_rng(8)
+    lengths = rng.integers(3, 200, 1200)
+    features = _features(lengths)
+    for feature, length in zip(features, lengths):
+        short = 0.7 if length < 60 else 0.2
+        feature.label_id = int(rng.choice(3, p=[short, (1 - short) / 2, (1 - short) / 2]))
+    labels = np.array([f.label_id for f in features])
+
+    def p_value(batches):
+        statistic, dof = _batch_label_dispersion(batches, 3)
+        return stats.chi2.sf(statistic, dof)
+
+    random_batches = _training_batches(features, 16, 300, seed=9, bucket_window_batches=1)
+    assert 1e-3 < p_value(random_batches) < 1 - 1e-3
+    windows = _training_batches(features, 16, 300, seed=9, bucket_window_batches=50)
+    assert p_value(windows) > 0.05
+    fill = {name: np.mean([(inputs["input_mask"].numpy()).mean() for _, inputs, _ in batches])
+            for name, batches in (("random", random_batches), ("windows", windows))}
+    print(f"real/padded tokens: windows {fill['windows']:.2f}, random {fill['random']:.2f}")
+    assert fill["windows"] > 0.75 > 0.6 > fill["random"]
+    # Sorting by length alone: what the statistic rejects.
+    by_length = np.argsort(lengths, kind="stable")[:1200].reshape(75, 16)
+    sorted_batches = [(None, None, _Labels(labels[rows])) for rows in by_length]
+    assert p_value(sorted_batches) < 1e-6
+
+
+class _Labels:
+    """Stands in for a batch's label tensor."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def numpy(self):
+        return self.values
+
+
+def test_window_of_one_batch_is_the_fixed_length_pipeline_order():
+    lengths = np.random.default_rng(10).integers(3, 60, 70)
+    features = _features(lengths)
+    random_batches = _training_batches(features, 8, 20, seed=11, bucket_window_batches=1)
+    fixed = _training_batches(features, 8, 20, seed=11, bucket_by_length=False,
+                              max_seq_length=64)
+    for (a, inputs, _), (b, fixed_inputs, _) in zip(random_batches, fixed):
+        assert a.tolist() == b.tolist()
+        assert inputs["input_word_ids"].shape[1] == max(lengths[a])
+        assert fixed_inputs["input_word_ids"].shape[1] == 64
+
+
+def test_training_stream_is_a_function_of_the_seed():
+    # Resuming skips the batches already consumed in a fresh stream, so the
+    # stream must not depend on anything but the seed.
     lengths = np.random.default_rng(3).integers(3, 200, 90)
     features = _features(lengths)
+    first = [index.tolist() for index, _, _ in _training_batches(features, 8, 30, seed=5)]
+    again = [index.tolist() for index, _, _ in _training_batches(features, 8, 30, seed=5)]
+    other = [index.tolist() for index, _, _ in _training_batches(features, 8, 30, seed=6)]
+    assert first == again and first != other
+    with pytest.raises(ValueError, match="bucket_window_batches must be >= 1"):
+        cd.classifier_dataset(features, 8, is_training=True, bucket_window_batches=0)
 
-    def first_batches(seed):
-        dataset = cd.classifier_dataset(features, batch_size=8, is_training=True, seed=seed)
-        return list(dataset.take(30))
 
-    batches = first_batches(seed=5)
-    assert len(batches) == 30  # repeats beyond the 90 examples' 11 batches
-    padded_tokens = real_tokens = 0
-    for inputs, labels in batches:
-        assert len(labels) == 8  # drop_remainder by default in training
-        index = inputs["example_index"].numpy()
-        width = max(lengths[index])
-        assert inputs["input_word_ids"].shape[1] == width
-        _check_batch(inputs, labels, features, width)
-        padded_tokens += 8 * width
-        real_tokens += lengths[index].sum()
-    # Grouping by length keeps padding well below fixed-length padding's.
-    assert real_tokens / padded_tokens > 0.8 > lengths.mean() / lengths.max()
-    again = first_batches(seed=5)
-    assert all(np.array_equal(a[0]["example_index"], b[0]["example_index"])
-               for a, b in zip(batches, again))
-    other = first_batches(seed=6)
-    assert not all(np.array_equal(a[0]["example_index"], b[0]["example_index"])
-                   for a, b in zip(batches, other))
+def test_training_windows_per_input_pipeline_cover_the_data():
+    import tensorflow as tf
+
+    lengths = np.random.default_rng(12).integers(3, 100, 128)
+    features = _features(lengths)
+    seen = []
+    for pipeline in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline,
+                                             num_replicas_in_sync=2)
+        # 64 examples per pipeline: one window of 4 per-replica batches of 8.
+        batches = _training_batches(features, 16, 16, seed=13, bucket_window_batches=4,
+                                    input_context=context)
+        for index, inputs, _ in batches:
+            assert len(index) == 8 and set(index % 2) == {pipeline}
+            assert inputs["input_word_ids"].shape[1] == max(lengths[index])
+        seen.append(np.concatenate([index for index, _, _ in batches]))
+    for epoch in range(2):
+        both = np.concatenate([s[64 * epoch:64 * epoch + 64] for s in seen])
+        assert sorted(both) == list(range(128))
 
 
 def test_input_context_shards_and_splits_the_global_batch():

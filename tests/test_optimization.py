@@ -196,3 +196,31 @@ def test_bert_parameters_decay_exactly_as_google_names_them():
     google = {name: not re.search("LayerNorm|layer_norm|bias", name) for name in table}
     assert 0 < sum(google.values()) < len(google)
     assert {name: opt._decays(var) for name, var in table.items()} == google
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_bias_corrected_adam_weight_decay_matches_torch_adamw(fused, monkeypatch):
+    # PyTorch's AdamW (what Hugging Face fine-tunes with) is the reference:
+    # decoupled decay, bias-corrected moments. With a tiny epsilon the two
+    # epsilon placements (after vs before the sqrt(1 - b2**t) factor) agree.
+    torch = pytest.importorskip("torch")
+    if not fused:  # the backend-neutral path instead of the fused TF kernel
+        monkeypatch.setattr(keras.backend, "backend", lambda: "numpy")
+    rng = np.random.default_rng(5)
+    start = rng.normal(size=(4, 3)).astype("float32")
+    grads = rng.normal(size=(6, 4, 3)).astype("float32")
+    var = keras.Variable(start, name="kernel")
+    opt = optimization.create_optimizer("adamw_bias_corrected", 0.01, num_train_steps=10 ** 6,
+                                        weight_decay_rate=0.1, epsilon=1e-12)
+    param = torch.nn.Parameter(torch.from_numpy(start.copy()))
+    reference = torch.optim.AdamW([param], lr=0.01, betas=(0.9, 0.999), eps=1e-12,
+                                  weight_decay=0.1)
+    for step, g in enumerate(grads):
+        opt.apply([g], [var])
+        param.grad = torch.from_numpy(g.copy())
+        reference.step()
+        # The schedule decays from step 0: lr(t) = 0.01 * (1 - t / 1e6).
+        for group in reference.param_groups:
+            group["lr"] = 0.01 * (1 - (step + 1) / 10 ** 6)
+        np.testing.assert_allclose(var.numpy(), param.detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert optimization.AdamWeightDecay.from_config(opt.get_config()).bias_correction is True

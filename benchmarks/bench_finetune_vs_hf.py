@@ -56,13 +56,17 @@ def padded_arrays(features, length: int) -> dict[str, np.ndarray]:
 class HuggingFaceFineTuning:
     """The usual transformers recipe, written as a plain PyTorch loop."""
 
-    def __init__(self, hf_folder: str, train: dict, num_steps: int, learning_rate: float, seed: int):
+    def __init__(self, hf_folder: str, train: dict, num_steps: int, learning_rate: float, seed: int,
+                 num_labels: int = 2, pad_per_batch: bool = False):
         import torch
         import transformers
 
         torch.set_num_threads(os.cpu_count())
         torch.manual_seed(seed)
-        self.model = transformers.BertForSequenceClassification.from_pretrained(hf_folder, num_labels=2)
+        # num_labels=1 makes it a regression head with a mean squared error loss.
+        self.model = transformers.BertForSequenceClassification.from_pretrained(
+            hf_folder, num_labels=num_labels)
+        self.pad_per_batch = pad_per_batch
         self.model.train()
         no_decay = ("bias", "LayerNorm.weight")
         named = list(self.model.named_parameters())
@@ -83,7 +87,11 @@ class HuggingFaceFineTuning:
         if len(self.order) < BATCH_SIZE:  # a new epoch; the partial batch is dropped
             self.order = torch.randperm(len(self.train["labels"]), generator=self.generator)
         rows, self.order = self.order[:BATCH_SIZE], self.order[BATCH_SIZE:]
-        return {k: v[rows] for k, v in self.train.items()}
+        batch = {k: v[rows] for k, v in self.train.items()}
+        if self.pad_per_batch:  # dynamic padding: cut to this batch's longest sequence
+            width = int(batch["attention_mask"].sum(1).max())
+            batch = {k: v[:, :width] if v.dim() == 2 else v for k, v in batch.items()}
+        return batch
 
     def run(self, steps: int) -> tuple[float, float, float]:
         """Takes `steps` optimizer steps; returns (examples, seconds, CPU seconds)."""
@@ -99,6 +107,21 @@ class HuggingFaceFineTuning:
             self.optimizer.zero_grad()
         return (float(steps * BATCH_SIZE), time.perf_counter() - start,
                 time.process_time() - cpu_start)
+
+    def predict(self, dev: dict) -> np.ndarray:
+        """Logits [examples, num_labels], each batch of 64 cut to its own longest."""
+        import torch
+
+        self.model.eval()
+        logits = []
+        with torch.no_grad():
+            for start in range(0, len(dev["input_ids"]), 64):
+                batch = {k: v[start:start + 64] for k, v in dev.items() if k != "labels"}
+                width = int(batch["attention_mask"].sum(1).max())
+                batch = {k: torch.from_numpy(v[:, :width]) for k, v in batch.items()}
+                logits.append(self.model(**batch).logits.numpy())
+        self.model.train()
+        return np.concatenate(logits)
 
     def accuracy(self, dev: dict) -> float:
         import torch

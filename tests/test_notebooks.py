@@ -10,7 +10,6 @@ kernel records every file it opens beside the repository rather than in it.
 import hashlib
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,6 @@ from pathlib import Path
 import nbclient
 import nbformat
 import pytest
-from tensorboard import manager as tensorboard_manager
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -119,6 +117,8 @@ def test_shipped_corpus_is_the_one_data_readme_describes():
 
 AUDIT_CELL = """\
 import os as _os, sys as _sys, tempfile as _tempfile
+from tensorboard import manager as _tensorboard_manager
+_servers_before = {{info.pid for info in _tensorboard_manager.get_all()}}
 _repo = {repo!r}
 _beside = _os.path.dirname(_repo) + _os.sep
 # Python's own files, temporary folders, and caches in hidden folders of the home folder.
@@ -134,7 +134,14 @@ def _audit(event, args):
             _outside_reads.append(path)
 _sys.addaudithook(_audit)"""
 
-CHECK_CELL = "assert not _outside_reads, sorted(set(_outside_reads))"
+# A TensorBoard server started by the notebook outlives the kernel for a while;
+# the check stops it, then fails.
+CHECK_CELL = """\
+_servers = [info.pid for info in _tensorboard_manager.get_all() if info.pid not in _servers_before]
+for _pid in _servers:
+    _os.kill(_pid, 15)
+assert not _servers, "the notebook started a TensorBoard server in a headless run"
+assert not _outside_reads, sorted(set(_outside_reads))"""
 
 
 def test_audit_cell_records_reads_beside_the_repository(tmp_path):
@@ -156,23 +163,38 @@ def test_audit_cell_records_reads_beside_the_repository(tmp_path):
     assert run(f"import os; os.listdir({str(tmp_path)!r})").returncode != 0
 
 
+def test_check_cell_stops_and_reports_a_tensorboard_server(tmp_path):
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(AUDIT_CELL.format(repo=str(tmp_path / "repo"))),
+                      nbformat.v4.new_code_cell(f"%load_ext tensorboard\n"
+                                                f"%tensorboard --logdir {tmp_path / 'logs'}"),
+                      nbformat.v4.new_code_cell(CHECK_CELL)]
+    client = nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    with pytest.raises(nbclient.exceptions.CellExecutionError, match="TensorBoard server"):
+        client.execute()
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs(name, monkeypatch):
-    # No TensorBoard server in a run nobody watches; the notebooks honour this.
+    # No TensorBoard server in a run nobody watches; the notebooks honour this
+    # and the last cell checks it.
     monkeypatch.setenv("BERT_TF_HEADLESS", "1")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Where the kernel will find bert_tf: from this checkout, the first cell
+    # skips the install; from anywhere else it would pip-install the checkout
+    # into this environment, which a test run must not do.
+    found = subprocess.run([sys.executable, "-c", "import importlib.util as u; "
+                            "print(u.find_spec('bert_tf').origin)"], cwd=NOTEBOOKS,
+                           capture_output=True, text=True).stdout.strip()
+    if not found or not Path(found).resolve().is_relative_to(REPO):
+        pytest.fail(f"bert_tf imports from {found or 'nowhere'}, not from {REPO}: install this "
+                    "checkout first (pip install -e .) or set PYTHONPATH to it")
     notebook = read(name)
     notebook.cells.insert(0, nbformat.v4.new_code_cell(AUDIT_CELL.format(repo=str(REPO))))
     notebook.cells.append(nbformat.v4.new_code_cell(CHECK_CELL))
-    servers = {info.pid for info in tensorboard_manager.get_all()}
     client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(NOTEBOOKS)}})
-    try:
-        client.execute()  # raises CellExecutionError, with the cell and traceback, on failure
-    finally:
-        started = [info for info in tensorboard_manager.get_all() if info.pid not in servers]
-        for info in started:
-            os.kill(info.pid, signal.SIGTERM)
-    assert not started, "the notebook started a TensorBoard server in a headless run"
+    client.execute()  # raises CellExecutionError, with the cell and traceback, on failure
     install_output = "".join(out.get("text", "") for out in code_cells(notebook)[1].outputs)
     assert install_output.rstrip().endswith(f"| working folder {REPO}")

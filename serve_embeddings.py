@@ -4,9 +4,11 @@
         --port=8125 --pooling_strategy=mean --max_seq_len=64
     curl -s localhost:8125/encode -d '{"texts": ["hello world"]}'
 
-Concurrent requests are batched together on the model; SIGTERM or Ctrl-C
-stops the server after the requests in flight. See bert_tf/embedding_service.py
-for the pooling strategies and bert_tf/embedding_client.py for a client.
+Concurrent requests are batched together on the model; slow clients are
+cut off after --read_timeout_s and at most --max_connections are open at
+once; SIGTERM or Ctrl-C stops the server after the requests in flight.
+See bert_tf/embedding_service.py for the pooling strategies and
+bert_tf/embedding_client.py for a client.
 """
 
 from absl import flags
@@ -26,6 +28,13 @@ flags.DEFINE_integer("max_batch_size", 64, "Most texts the model runs at once "
 flags.DEFINE_integer("max_texts_per_request", 256, "Most texts in one request.")
 flags.DEFINE_integer("max_chars", 10000, "Most characters in one text.")
 flags.DEFINE_float("batch_wait_ms", 2.0, "How long the model waits for more texts to batch.")
+flags.DEFINE_float("read_timeout_s", 30.0, "Seconds a client has to send one whole request "
+                   "(head and body) and to read its answer; slower ones get 408 and are "
+                   "dropped, idle keep-alive connections are closed.")
+flags.DEFINE_integer("max_connections", 1000, "Most client connections open at once; the "
+                     "next ones get 503 (each costs a socket, not a thread).")
+flags.DEFINE_integer("handler_threads", 32, "Threads that parse, tokenize and wait for the "
+                     "model; also the most requests being answered at once.")
 cli.define_model_flags()
 flags.DEFINE_alias("max_seq_len", "max_seq_length")
 FLAGS.set_default("max_seq_length", 64)
@@ -42,7 +51,9 @@ def main(_):
         batch_wait_ms=FLAGS.batch_wait_ms)
     service = embedding_service.EmbeddingService.from_pretrained(
         source, settings, model_name=FLAGS.init_checkpoint or "")
-    server = embedding_service.EmbeddingServer(service, FLAGS.host, FLAGS.port)
+    server = embedding_service.EmbeddingServer(
+        service, FLAGS.host, FLAGS.port, read_timeout_s=FLAGS.read_timeout_s,
+        max_connections=FLAGS.max_connections, handler_threads=FLAGS.handler_threads)
     print(f"Serving {service.dim}-d {settings.pooling_strategy} embeddings on {server.url}",
           flush=True)
     embedding_service.serve_until_signalled(server)

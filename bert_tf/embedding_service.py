@@ -2,11 +2,14 @@
 
 POST /encode {"texts": ["a sentence", ["text a", "text b"], ...]} answers
 {"embeddings": [[...], ...], "dim": H}; GET /health answers the settings and
-counters. Handler threads tokenize and validate; one worker thread owns the
-model: it takes requests from a queue, groups up to `max_batch_size` texts
-(waiting at most `batch_wait_ms` for more to arrive), splits them into
-batches of similar length, runs each padded to its longest and hands each
-request its rows back.
+counters. An asyncio event loop reads each request whole, within a time limit,
+so slow or stalled clients hold no thread; a fixed set of handler threads
+parse, validate and tokenize; one worker thread owns the model: it takes
+requests from a queue, groups up to `max_batch_size` texts (waiting at most
+`batch_wait_ms` for more to arrive), splits them by bucket length (their
+length rounded up to a multiple of 8), runs each batch padded to its bucket
+and hands each request its rows back. A text thus always runs at the same
+padded length, and its vector is bitwise the same whatever it is batched with.
 
 Pooling (over `encoder_outputs[pooling_layer]`):
   mean / max   over every non-padding position, [CLS] and [SEP] included
@@ -22,11 +25,17 @@ Texts longer than `max_seq_len` wordpieces are truncated as in Google's code.
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import concurrent.futures
 import dataclasses
-import http.server
+import email.utils
+import http
 import json
 import queue
 import signal
+import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -115,26 +124,52 @@ def embedding_function(encoder: modeling.BertEncoder, strategy: str, layer: int)
     return embed
 
 
-def length_buckets(rows: list, max_batch_size: int, slack: float = 1.25, extra: int = 4) -> list:
-    """Splits `(job, index)` rows into batches of similar length.
+# Texts run padded to a multiple of this many positions. The float sums over
+# positions (attention, pooling) run in chunks of 8 lanes on TF's CPU kernels:
+# a text's vector changes in the last bits when the padded length changes
+# within its last chunk and not otherwise, while the batch size and the other
+# rows never change it. Padding every text to its own bucket length therefore
+# makes its vector bitwise the same in whatever batch it runs.
+PAD_MULTIPLE = 8
 
-    Rows are sorted by length and a new batch starts when a row is longer
-    than `slack` times the batch's shortest plus `extra` wordpieces: padding
-    costs as much as real tokens, and one long text in a batch of short
-    ones would multiply the batch's cost.
+
+def bucket_length(length: int, max_seq_len: int | None = None,
+                  multiple: int = PAD_MULTIPLE) -> int:
+    """The padded length a text of `length` wordpieces always runs at."""
+    padded = -(-length // multiple) * multiple
+    return padded if max_seq_len is None else min(padded, max(max_seq_len, length))
+
+
+def length_buckets(rows: list, max_batch_size: int, max_seq_len: int | None = None,
+                   multiple: int = PAD_MULTIPLE) -> list:
+    """Splits `(job, index)` rows into batches of one bucket length each.
+
+    A batch holds only texts of the same `bucket_length`, so a text is padded
+    by fewer than `multiple` positions (padding costs as much as real
+    tokens) and always to the same length, whatever it is batched with.
     """
     def length(row):
         job, i = row
         return len(job.features[i].input_ids)
 
-    batches, batch = [], []
+    batches, batch, batch_length = [], [], None
     for row in sorted(rows, key=length):
-        if batch and (len(batch) == max_batch_size
-                      or length(row) > slack * length(batch[0]) + extra):
+        row_length = bucket_length(length(row), max_seq_len, multiple)
+        if batch and (len(batch) == max_batch_size or row_length != batch_length):
             batches.append(batch)
             batch = []
         batch.append(row)
+        batch_length = row_length
     return batches + [batch] if batch else batches
+
+
+def pad_to_bucket(features: list[feature_extraction.Features], max_seq_len: int | None = None,
+                  multiple: int = PAD_MULTIPLE) -> dict[str, np.ndarray]:
+    """`feature_extraction.pad_batch`, widened with padding to the bucket length."""
+    inputs = feature_extraction.pad_batch(features)
+    longest = inputs["input_word_ids"].shape[1]
+    extra = bucket_length(longest, max_seq_len, multiple) - longest
+    return {name: np.pad(value, ((0, 0), (0, extra))) for name, value in inputs.items()}
 
 
 class _Job:
@@ -154,9 +189,11 @@ _STOP = object()
 class BatchingWorker:
     """Owns the model; groups the texts of concurrent requests into batches."""
 
-    def __init__(self, embed, max_batch_size: int, batch_wait_ms: float, keep_all_positions: bool):
+    def __init__(self, embed, max_batch_size: int, batch_wait_ms: float, keep_all_positions: bool,
+                 max_seq_len: int | None = None):
         self._embed = embed
         self._max_batch_size = max_batch_size
+        self._max_seq_len = max_seq_len
         self._wait_s = batch_wait_ms / 1000.0
         self._keep_all_positions = keep_all_positions
         self._queue: queue.Queue = queue.Queue()
@@ -200,14 +237,14 @@ class BatchingWorker:
                     stopping = True
                     break
                 rows.extend((job, i) for i in range(len(job.features)))
-            for batch in length_buckets(rows, self._max_batch_size):
+            for batch in length_buckets(rows, self._max_batch_size, self._max_seq_len):
                 self._run_batch(batch)
         self._fail_queued(ServiceUnavailable("the service is shutting down"))
 
     def _run_batch(self, rows: list[tuple[_Job, int]]) -> None:
         features = [job.features[i] for job, i in rows]
         try:
-            inputs = feature_extraction.pad_batch(features)
+            inputs = pad_to_bucket(features, self._max_seq_len)
             values = self._embed(**inputs).numpy()
         except Exception as e:  # noqa: BLE001 (the server must survive a failing batch)
             logging.exception("model call failed on a batch of %d texts", len(rows))
@@ -252,7 +289,8 @@ class EmbeddingService:
         embed = embedding_function(encoder, settings.pooling_strategy, settings.pooling_layer)
         embed(**feature_extraction.pad_batch([self._features([("warm up", None)])[0]]))
         self.worker = BatchingWorker(embed, settings.max_batch_size, settings.batch_wait_ms,
-                                     keep_all_positions=settings.pooling_strategy == "none")
+                                     keep_all_positions=settings.pooling_strategy == "none",
+                                     max_seq_len=settings.max_seq_len)
         self.worker.start()
 
     @classmethod
@@ -277,6 +315,11 @@ class EmbeddingService:
         except json.JSONDecodeError as e:
             raise RequestError(f"the request body is not valid JSON ({e.msg} at line "
                                f"{e.lineno}, column {e.colno})") from None
+        except RecursionError:
+            # json's decoder recurses once per nested array or object.
+            raise RequestError("the request body nests JSON arrays or objects too deeply "
+                               f"(more than about {sys.getrecursionlimit()} levels); "
+                               'expected {"texts": [...]}') from None
         if not isinstance(request, dict) or "texts" not in request:
             raise RequestError('expected a JSON object {"texts": [...]}')
         texts = request["texts"]
@@ -338,92 +381,383 @@ class EmbeddingService:
         self.worker.stop()
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server_version = "bert-tf-embeddings/1"
+class _Tally:
+    """Counts routine connection events and logs them in one line per
+    `interval_s`, not one traceback each: a client that hangs up is normal
+    traffic, and a thousand of them must not bury the log."""
+
+    def __init__(self, interval_s: float = 10.0):
+        self.counts: dict[str, int] = collections.Counter()
+        self._pending: dict[str, int] = collections.Counter()
+        self._latest: dict[str, str] = {}
+        self.interval_s = interval_s
+        self._last_flush = -float("inf")  # the first event is logged at once
+
+    def note(self, kind: str, detail: str) -> None:
+        self.counts[kind] += 1
+        self._pending[kind] += 1
+        self._latest[kind] = detail
+        if time.monotonic() - self._last_flush >= self.interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        for kind, count in sorted(self._pending.items()):
+            logging.info("%s: %d since the last report (latest %s), %d since the server "
+                         "started", kind, count, self._latest[kind], self.counts[kind])
+        self._pending.clear()
+
+
+class _HandlerThreads:
+    """A fixed set of threads for the CPU work of requests (JSON, tokenizing,
+    waiting for the model): however many clients connect, the server runs
+    `size` + 2 threads."""
+
+    def __init__(self, size: int):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._loop, name=f"request-{i}", daemon=True)
+                         for i in range(size)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn, *args) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, fn, args = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as e:  # noqa: BLE001 (handed to the awaiting request)
+                    future.set_exception(e)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout)
+
+
+class _Request:
+    def __init__(self, method: str, target: str, version: str, headers: dict[str, str]):
+        self.method, self.target, self.version, self.headers = method, target, version, headers
+        self.path = urllib.parse.urlsplit(target).path
+        self.body = b""
 
     @property
-    def service(self) -> EmbeddingService:
-        return self.server.service
-
-    def log_message(self, format, *args):
-        logging.debug("%s %s", self.address_string(), format % args)
-
-    def _send(self, status: int, payload: dict) -> None:
-        body = json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _path(self) -> str:
-        return urllib.parse.urlsplit(self.path).path
-
-    def do_GET(self):
-        if self._path() == "/health":
-            self._send(200, self.service.health())
-        else:
-            self._send(404, {"error": f"unknown path {self._path()!r}: use GET /health "
-                                      "or POST /encode"})
-
-    def do_POST(self):
-        if self._path() != "/encode":
-            self._send(404, {"error": f"unknown path {self._path()!r}: use POST /encode"})
-            return
-        try:
-            texts = self.service.parse_request(self._read_body())
-            answer = self.service.encode(texts)
-        except RequestError as e:
-            self._send(e.status, {"error": str(e)})
-        except ServiceUnavailable as e:
-            self._send(503, {"error": str(e)})
-        except Exception as e:  # noqa: BLE001 (answer 500 and keep serving)
-            logging.exception("internal error on POST /encode")
-            self._send(500, {"error": f"internal error: {type(e).__name__}: {e}"})
-        else:
-            self._send(200, answer)
-
-    def _read_body(self) -> bytes:
-        length = self.headers.get("Content-Length")
-        if length is None:
-            raise RequestError("missing Content-Length header", status=411)
-        try:
-            size = int(length)
-        except ValueError:
-            raise RequestError(f"bad Content-Length {length!r}") from None
-        if size < 0:
-            raise RequestError(f"bad Content-Length {length!r}")
-        if size > self.service.max_body_bytes():
-            self.close_connection = True
-            raise RequestError(f"the body has {size} bytes; the limit is "
-                               f"{self.service.max_body_bytes()}", status=413)
-        return self.rfile.read(size)
-
-    def _method_not_allowed(self):
-        self._send(405, {"error": f"method {self.command} not allowed: use GET /health "
-                                  "or POST /encode"})
-
-    do_PUT = do_DELETE = do_PATCH = _method_not_allowed
+    def keep_alive(self) -> bool:
+        connection = self.headers.get("connection", "").lower()
+        return self.version == "HTTP/1.1" and "close" not in connection
 
 
-class EmbeddingServer(http.server.ThreadingHTTPServer):
-    """A threading HTTP server bound to one EmbeddingService."""
+class _Answer(Exception):
+    """Ends a request early with this HTTP status and error message."""
 
-    daemon_threads = True
-    request_queue_size = 128
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
 
-    def __init__(self, service: EmbeddingService, host: str = "127.0.0.1", port: int = 8125):
+
+HEAD_LIMIT = 64 * 1024
+
+
+class EmbeddingServer:
+    """HTTP/1.1 in front of one EmbeddingService, on an asyncio event loop.
+
+    The event loop reads every request whole (head and body) before any
+    thread works on it, so a client that sends its body slowly, or never,
+    costs a socket and its buffer but no thread. Each request must arrive
+    within `read_timeout_s` of the server starting to wait for it (else 408,
+    or a silent close of an idle keep-alive connection), and at most
+    `max_connections` are open at once (the next ones get 503). The interface
+    is socketserver's: `serve_forever()`, `shutdown()` from another thread,
+    `server_close()`.
+    """
+
+    def __init__(self, service: EmbeddingService, host: str = "127.0.0.1", port: int = 8125,
+                 read_timeout_s: float = 30.0, max_connections: int = 1000,
+                 handler_threads: int = 32, shutdown_grace_s: float = 30.0):
+        if read_timeout_s <= 0:
+            raise ValueError(f"read_timeout_s must be > 0, got {read_timeout_s}")
+        for name, value in (("max_connections", max_connections),
+                            ("handler_threads", handler_threads)):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
         self.service = service
-        super().__init__((host, port), _Handler)
+        self.read_timeout_s = read_timeout_s
+        self.max_connections = max_connections
+        self.handler_threads = handler_threads
+        self.shutdown_grace_s = shutdown_grace_s
+        self.tally = _Tally()
+        self.open_connections = 0
+        self._refusing = 0  # connections being answered 503
+        # Bound now, so that `url` (port 0: a free port) is known before serving.
+        self.socket = socket.create_server((host, port), backlog=1024)
+        self.server_address = self.socket.getsockname()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self._shutdown_requested = False
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
+    def serve_forever(self, poll_interval: float | None = None) -> None:
+        """Serves until `shutdown()`; `poll_interval` is accepted for
+        socketserver's signature and unused (shutdown wakes the loop)."""
+        del poll_interval
+        self._stopped.clear()
+        try:
+            asyncio.run(self._serve())
+        finally:
+            self._shutdown_requested = False
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stops serve_forever() and waits for it; call from another thread."""
+        # Flag first, loop second: _serve() sets the loop first and reads the
+        # flag second, so one of the two sees the other.
+        self._shutdown_requested = True
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not self._stopped.is_set():
+            try:
+                loop.call_soon_threadsafe(stop.set)
+            except RuntimeError:  # the loop has just closed
+                pass
+        self._stopped.wait()
+
+    def server_close(self) -> None:
+        self.socket.close()
+
+    def health(self) -> dict:
+        return {**self.service.health(), "open_connections": self.open_connections,
+                "max_connections": self.max_connections, "read_timeout_s": self.read_timeout_s,
+                **{kind.replace(" ", "_"): n for kind, n in sorted(self.tally.counts.items())}}
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        if self._shutdown_requested:
+            self._stop.set()
+        self._threads = _HandlerThreads(self.handler_threads)
+        self._busy: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task] = set()
+        server = await asyncio.start_server(self._on_connection, sock=self.socket,
+                                            limit=HEAD_LIMIT, backlog=1024)
+        flusher = asyncio.create_task(self._flush_tally())
+        try:
+            await self._stop.wait()
+        finally:
+            server.close()  # stops accepting (and closes the listening socket)
+            idle = self._tasks - self._busy
+            for task in idle:
+                task.cancel()
+            if self._busy:
+                await asyncio.wait(self._busy, timeout=self.shutdown_grace_s)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            flusher.cancel()
+            self.tally.flush()
+            self._threads.stop()
+
+    async def _flush_tally(self) -> None:
+        while True:
+            await asyncio.sleep(self.tally.interval_s)
+            self.tally.flush()
+
+    async def _on_connection(self, reader: asyncio.StreamReader,
+                             writer: asyncio.StreamWriter) -> None:
+        peer = "%s:%s" % writer.get_extra_info("peername", ("?", "?"))[:2]
+        if self.open_connections >= self.max_connections:
+            self.tally.note("connections refused", f"{peer}: {self.max_connections} open")
+            answer = self._response(503, {"error": f"the server has {self.max_connections} "
+                                                   "open connections; retry later"}, False)
+            if self._refusing < self.max_connections:
+                self._refusing += 1
+                try:
+                    await self._answer_and_close(reader, writer, answer)
+                except (ConnectionError, asyncio.CancelledError):
+                    pass
+                finally:
+                    self._refusing -= 1
+            writer.close()
+            return
+        task = asyncio.current_task()
+        self.open_connections += 1
+        self._tasks.add(task)
+        try:
+            await self._serve_connection(reader, writer, peer, task)
+        except (ConnectionError, asyncio.IncompleteReadError) as e:
+            self.tally.note("clients hung up", f"{peer}: {type(e).__name__}")
+        except asyncio.TimeoutError:
+            self.tally.note("clients too slow to read their answer", peer)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self.open_connections -= 1
+            self._tasks.discard(task)
+            self._busy.discard(task)
+            writer.close()
+
+    async def _serve_connection(self, reader, writer, peer: str, task) -> None:
+        while True:
+            received = []
+            try:
+                request = await asyncio.wait_for(self._read_request(reader, writer, received),
+                                                 self.read_timeout_s)
+            except asyncio.TimeoutError:
+                if received:
+                    self.tally.note("requests timed out", f"{peer}: {received[-1]}")
+                    await self._answer_and_close(reader, writer, self._response(408, {
+                        "error": f"the request did not arrive whole within "
+                                 f"{self.read_timeout_s:g} s"}, False))
+                return
+            except _Answer as e:
+                await self._answer_and_close(
+                    reader, writer, self._response(e.status, {"error": str(e)}, False))
+                return
+            if request is None:
+                return
+            self._busy.add(task)
+            try:
+                status, payload = await self._dispatch(request)
+            except Exception as e:  # noqa: BLE001 (answer 500 and keep serving)
+                logging.exception("internal error on %s %s", request.method, request.path)
+                status, payload = 500, {"error": f"internal error: {type(e).__name__}: {e}"}
+            finally:
+                self._busy.discard(task)
+            keep_alive = request.keep_alive and not self._stop.is_set()
+            await self._write(writer, self._response(status, payload, keep_alive))
+            if not keep_alive:
+                return
+
+    async def _write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        writer.write(data)
+        # A client that does not read its answer is dropped like one that
+        # does not send its request.
+        await asyncio.wait_for(writer.drain(), self.read_timeout_s)
+
+    async def _answer_and_close(self, reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter, data: bytes,
+                                linger_s: float = 1.0) -> None:
+        """Answers a request that was not read whole, then reads what the
+        client still sends for up to `linger_s`: closing a socket with unread
+        data resets the connection, and the client would see a broken pipe
+        instead of the answer."""
+        await self._write(writer, data)
+        if writer.can_write_eof():
+            writer.write_eof()
+
+        async def discard():
+            while await reader.read(HEAD_LIMIT):
+                pass
+
+        try:
+            await asyncio.wait_for(discard(), linger_s)
+        except (asyncio.TimeoutError, ConnectionError):
+            pass
+
+    async def _read_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                            received: list) -> _Request | None:
+        """One whole request, None at a clean end of the connection, or _Answer."""
+        first = await reader.read(1)
+        if not first:
+            return None
+        received.append("an unfinished request head")
+        try:
+            head = first + await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            raise _Answer(431, f"the request head exceeds {HEAD_LIMIT} bytes") from None
+        received.append("an unfinished body")
+        request = self._parse_head(head)
+        size = self._body_size(request)
+        if size:
+            if request.headers.get("expect", "").lower() == "100-continue":
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.body = await reader.readexactly(size)
+        return request
+
+    @staticmethod
+    def _parse_head(head: bytes) -> _Request:
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            raise _Answer(400, f"bad request line {lines[0][:100]!r}")
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if not line:
+                continue
+            name, colon, value = line.partition(":")
+            if not colon or not name.strip() or name != name.strip():
+                raise _Answer(400, f"bad header line {line[:100]!r}")
+            name, value = name.lower(), value.strip()
+            if name == "content-length" and headers.get(name, value) != value:
+                raise _Answer(400, "conflicting Content-Length headers")
+            headers[name] = value
+        return _Request(parts[0], parts[1], parts[2], headers)
+
+    def _body_size(self, request: _Request) -> int:
+        if "transfer-encoding" in request.headers:
+            raise _Answer(411, "chunked bodies are not supported: send Content-Length")
+        length = request.headers.get("content-length")
+        if length is None:
+            if request.method == "POST":
+                raise _Answer(411, "missing Content-Length header")
+            return 0
+        if not length.isdigit():
+            raise _Answer(400, f"bad Content-Length {length!r}")
+        size, limit = int(length), self.service.max_body_bytes()
+        if size > limit:
+            raise _Answer(413, f"the body has {size} bytes; the limit is {limit}")
+        return size
+
+    async def _dispatch(self, request: _Request) -> tuple[int, dict | bytes]:
+        if request.method == "GET" and request.path == "/health":
+            return 200, self.health()
+        if request.method == "POST" and request.path == "/encode":
+            return await asyncio.wrap_future(self._threads.submit(self._encode, request.body))
+        if request.method in ("GET", "POST"):
+            use = "GET /health or POST /encode" if request.method == "GET" else "POST /encode"
+            return 404, {"error": f"unknown path {request.path!r}: use {use}"}
+        return 405, {"error": f"method {request.method} not allowed: use GET /health "
+                              "or POST /encode"}
+
+    def _encode(self, body: bytes) -> tuple[int, bytes]:
+        """POST /encode on a handler thread: the status and the JSON answer."""
+        try:
+            answer = self.service.encode(self.service.parse_request(body))
+        except RequestError as e:
+            return e.status, {"error": str(e)}
+        except ServiceUnavailable as e:
+            return 503, {"error": str(e)}
+        except Exception as e:  # noqa: BLE001 (answer 500 and keep serving)
+            logging.exception("internal error on POST /encode")
+            return 500, {"error": f"internal error: {type(e).__name__}: {e}"}
+        # Serialised here, not on the event loop: an answer can be megabytes.
+        return 200, json.dumps(answer).encode("utf-8")
+
+    @staticmethod
+    def _response(status: int, payload: dict | bytes, keep_alive: bool) -> bytes:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
+        head = (f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n"
+                f"Server: bert-tf-embeddings/2\r\n"
+                f"Date: {email.utils.formatdate(usegmt=True)}\r\n"
+                "Content-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n"
+                f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n")
+        return head.encode("latin-1") + body
+
 
 def serve_until_signalled(server: EmbeddingServer) -> None:
-    """Serves until SIGTERM or SIGINT, then stops accepting, drains and stops the worker."""
+    """Serves until SIGTERM or SIGINT, then stops accepting, answers the
+    requests in flight and stops the worker."""
 
     def stop(signum, _frame):
         logging.info("signal %d: shutting down", signum)
@@ -432,7 +766,7 @@ def serve_until_signalled(server: EmbeddingServer) -> None:
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        server.serve_forever(poll_interval=0.2)
+        server.serve_forever()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -7,6 +7,8 @@ import json
 import os
 import random
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -47,21 +49,29 @@ def tiny_encoder():
     return modeling.BertEncoder(config)
 
 
+SERVER_OPTIONS = ("read_timeout_s", "max_connections", "handler_threads")
+
+
 class Running:
     """A service behind a real HTTP server on a free port, served from a thread."""
 
     def __init__(self, encoder, tokenizer, **settings):
+        options = {name: settings.pop(name) for name in SERVER_OPTIONS if name in settings}
         self.service = embedding_service.EmbeddingService(
             encoder, tokenizer, embedding_service.ServiceSettings(**settings))
-        self.server = embedding_service.EmbeddingServer(self.service, "127.0.0.1", 0)
+        self.server = embedding_service.EmbeddingServer(self.service, "127.0.0.1", 0, **options)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         self.client = EmbeddingClient(self.server.url, timeout=60)
+        self.host, self.port = self.server.server_address[:2]
+        self.closed = False
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.service.close()
+        if not self.closed:
+            self.closed = True
+            self.server.shutdown()
+            self.server.server_close()
+            self.service.close()
 
 
 @pytest.fixture(scope="module")
@@ -227,6 +237,8 @@ def test_length_buckets_bound_padding_and_keep_every_row():
         sizes = [lengths[i] for _, i in batch]
         assert len(batch) <= 3
         assert max(sizes) <= 1.25 * min(sizes) + 4
+        # One bucket length per batch: fewer than 8 padding positions per text.
+        assert len({embedding_service.bucket_length(n) for n in sizes}) == 1
     # Short texts are not padded to the long ones: [3, 3, 3], [3, 4, 5], ...
     assert [lengths[i] for _, i in batches[0]] == [3, 3, 3]
 
@@ -364,3 +376,185 @@ def test_minilm_mean_embeddings_match_hugging_face(minilm_dir, tokenizer):
     want = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
     assert got.shape == want.shape == (len(SENTENCES) + 1, 384)
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+# Robustness against clients that stall, hang up or send pathological JSON.
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def wait_until(condition, timeout_s, step=0.05):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
+def test_stalled_clients_hold_no_thread_are_timed_out_and_others_are_served(start):
+    """500 clients send half a request head, or announce a 1,000-byte body
+    and send 10 bytes of it, and wait."""
+    server = start(pooling_strategy="mean", read_timeout_s=8, max_connections=1000)
+    server.client.encode(["warm up the handler threads"])
+    threads_before, rss_before = threading.active_count(), rss_mb()
+    stalled, opened = [], time.monotonic()
+    try:
+        for i in range(500):
+            s = socket.create_connection((server.host, server.port), timeout=30)
+            s.sendall(b"POST /encode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      + (b"Content-Length: 1000\r\n\r\n" + b'{"texts": ' if i % 2 else b""))
+            stalled.append(s)
+        assert wait_until(lambda: server.server.open_connections == 500, 10)
+        threads_during, rss_during = threading.active_count(), rss_mb()
+        latencies = []
+        for i in range(5):
+            begin = time.perf_counter()
+            assert server.client.encode([f"a normal client, number {i}"]).shape == (1, 32)
+            latencies.append(time.perf_counter() - begin)
+        # Served while every stalled client was still connected: not merely
+        # once they had timed out.
+        assert time.monotonic() - opened < 8
+        assert server.server.open_connections >= 500
+
+        answers = []
+        for s in stalled:
+            s.settimeout(max(0.1, opened + 30 - time.monotonic()))
+            try:
+                answers.append(s.recv(1000))
+            except OSError as e:
+                answers.append(repr(e).encode())
+    finally:
+        for s in stalled:
+            s.close()
+    assert wait_until(lambda: server.server.open_connections == 0, 10)
+    threads_after, rss_after = threading.active_count(), rss_mb()
+    print(f"threads {threads_before} -> {threads_during} (500 stalled) -> {threads_after}; "
+          f"RSS {rss_before:.1f} -> {rss_during:.1f} -> {rss_after:.1f} MB; normal requests "
+          f"during the stall {max(latencies) * 1000:.0f} ms at most")
+    assert threads_during == threads_before == threads_after
+    assert max(latencies) < 4.0
+    assert rss_during - rss_before < 32 and rss_after - rss_before < 16
+    assert all(a.startswith(b"HTTP/1.1 408 ") for a in answers), {a[:40] for a in answers}
+    assert all(b'"error": "the request did not arrive whole within 8 s"' in a for a in answers)
+    assert server.client.health()["requests_timed_out"] >= 500
+
+
+def test_connections_beyond_max_connections_get_503_and_are_let_in_later(start):
+    server = start(pooling_strategy="mean", max_connections=20)
+    idle = [socket.create_connection((server.host, server.port), timeout=30) for _ in range(20)]
+    try:
+        assert wait_until(lambda: server.server.open_connections == 20, 10)
+        with pytest.raises(EmbeddingServiceError, match="20 open connections") as info:
+            server.client.encode(["one too many"])
+        assert info.value.status == 503
+    finally:
+        for s in idle:
+            s.close()
+    assert wait_until(lambda: server.server.open_connections == 0, 10)
+    assert server.client.encode(["room again"]).shape == (1, 32)
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_read_timeout(start):
+    server = start(pooling_strategy="mean", read_timeout_s=1)
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
+    conn.request("GET", "/health")
+    response = conn.getresponse()
+    assert response.status == 200 and response.getheader("Connection") == "keep-alive"
+    response.read()
+    conn.request("GET", "/health")  # the same connection serves a second request
+    assert conn.getresponse().read()
+    assert wait_until(lambda: server.server.open_connections == 0, 10)
+    assert conn.sock.recv(10) == b""  # closed by the server, without an answer
+    conn.close()
+
+
+def test_deeply_nested_json_is_a_400_naming_the_nesting(start):
+    server = start(pooling_strategy="mean")  # default limits: the body fits
+    body = b'{"texts": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert len(body) < server.service.max_body_bytes()
+    status, payload = raw_request(server.server.url, "POST", "/encode", body)
+    assert status == 400
+    assert "nests JSON arrays or objects too deeply" in json.loads(payload)["error"]
+    assert server.client.encode(["still fine"]).shape == (1, 32)
+
+
+def test_clients_that_hang_up_are_counted_in_a_line_not_a_traceback_each(
+        tiny_encoder, tokenizer, capfd, caplog):
+    running = Running(tiny_encoder, tokenizer, pooling_strategy="mean", max_seq_len=32)
+    body = json.dumps({"texts": ["a sentence the client will not wait for"] * 8}).encode()
+    reset = struct.pack("ii", 1, 0)  # SO_LINGER 0: close() sends RST at once
+    with caplog.at_level("INFO"):
+        try:
+            for i in range(1000):
+                s = socket.create_connection((running.host, running.port), timeout=30)
+                if i % 2:  # hangs up in the middle of its body
+                    s.sendall(b"POST /encode HTTP/1.1\r\nContent-Length: %d\r\n\r\n"
+                              % len(body) + body[:20])
+                else:  # sends a whole request and resets before the answer
+                    s.sendall(b"POST /encode HTTP/1.1\r\nContent-Length: %d\r\n\r\n"
+                              % len(body) + body)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, reset)
+                s.close()
+            assert wait_until(lambda: running.server.open_connections == 0, 60)
+            hung_up = running.client.health()["clients_hung_up"]
+            assert running.client.encode(["the server is fine"]).shape == (1, 32)
+        finally:
+            running.close()  # the last summary line is written on shutdown
+    err = capfd.readouterr().err
+    lines = [r.getMessage() for r in caplog.records if "clients hung up" in r.getMessage()]
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err[-2000:]
+    assert "ConnectionResetError: [Errno" not in err, err[-2000:]
+    assert 500 <= hung_up <= 1000
+    assert 1 <= len(lines) <= 10, lines
+    assert lines[-1].endswith(f"{hung_up} since the server started"), lines[-1]
+
+
+def test_a_text_gets_the_same_bits_whatever_it_is_batched_with(mean_server, tiny_encoder,
+                                                              tokenizer):
+    """Companions of other lengths change a batch's padding; the vector of
+    the text must not change by a single bit."""
+    target = "a gorgeous , witty movie"  # 7 wordpieces with [CLS] and [SEP]
+    companions = ["good", "a good movie", "not a good movie at all", "it is bad",
+                  "the plot is nothing but boilerplate clichés from start to finish"]
+    alone = mean_server.client.encode([target])[0]
+    x, tokens = reference_layer(tiny_encoder, tokenizer, target)
+    assert len(tokens) == 7
+    np.testing.assert_allclose(alone, x.mean(0), atol=1e-5)
+    got = []
+    for k in range(1, len(companions) + 1):
+        for texts in ([target, *companions[:k]], [*companions[:k], target]):
+            got.append(mean_server.client.encode(texts)[texts.index(target)])
+    answers = [None] * 8
+    barrier = threading.Barrier(8)
+
+    def concurrent(i):  # grouped by the worker with other clients' texts
+        barrier.wait(10)
+        texts = [companions[i % len(companions)]] * (i % 3) + [target]
+        answers[i] = EmbeddingClient(mean_server.server.url, timeout=60).encode(texts)[-1]
+
+    threads = [threading.Thread(target=concurrent, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for vector in got + answers:
+        assert vector.tobytes() == alone.tobytes(), np.abs(vector - alone).max()
+
+
+def test_bucket_lengths_are_multiples_of_8_capped_at_max_seq_len():
+    assert [embedding_service.bucket_length(n) for n in (1, 7, 8, 9, 16, 17, 64)] == [
+        8, 8, 8, 16, 16, 24, 64]
+    assert [embedding_service.bucket_length(n, max_seq_len=30) for n in (9, 24, 25, 30)] == [
+        16, 24, 30, 30]
+    features = [embedding_service.feature_extraction.Features(i, [], [5] * n, [0] * n)
+                for i, n in enumerate((3, 11))]
+    inputs = embedding_service.pad_to_bucket(features, max_seq_len=30)
+    assert inputs["input_word_ids"].shape == (2, 16)
+    assert inputs["input_mask"].sum(1).tolist() == [3, 11]
+    assert inputs["input_word_ids"][:, 11:].max() == 0

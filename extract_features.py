@@ -1,6 +1,8 @@
 """Writes per-token activations of BERT layers for each input line (JSON lines).
 
-Google's flags and output format. An input line `a ||| b` is a sentence pair.
+Google's flags, defaults and output format. An input line `a ||| b` is a
+sentence pair. --vocab_file and --bert_config_file may be left out when
+--init_checkpoint is a folder (or known model name) that carries them.
 
     python extract_features.py --input_file=data/sample_text.txt \
         --output_file=/tmp/features.jsonl --init_checkpoint=minilm-l6-h384-uncased
@@ -12,19 +14,25 @@ from bert_tf import cli
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("input_file", "data/sample_text.txt", "Text, one sentence (or `a ||| b` pair) per line.")
-flags.DEFINE_string("output_file", "features.jsonl", "Where to write the JSON lines.")
+flags.DEFINE_string("input_file", None, "Text, one sentence (or `a ||| b` pair) per line.")
+flags.DEFINE_string("output_file", None, "Where to write the JSON lines.")
 flags.DEFINE_string("layers", "-1,-2,-3,-4", "Encoder layers to output (negative counts from the top).")
 flags.DEFINE_integer("batch_size", 32, "Batch size for predictions.")
 flags.DEFINE_bool("use_one_hot_embeddings", False, "Accepted for compatibility; has no effect.")
 flags.DEFINE_string("bert_hub_module_handle", None,
                     "A TF-Hub-format BERT encoder SavedModel folder to use instead of "
                     "--init_checkpoint.")
-cli.define_model_flags()
+cli.define_model_flags(default_init_checkpoint=None)
 cli.define_tpu_flags()
 
 
 def main(_):
+    required = ["input_file", "output_file"]
+    if not FLAGS.bert_hub_module_handle:
+        required.append("init_checkpoint")
+    for name in required:
+        if not FLAGS[name].value:
+            raise ValueError(f"--{name} is required")
     layers = [int(x) for x in FLAGS.layers.split(",")]
     source = cli.pretrained_from_flags(FLAGS)
 

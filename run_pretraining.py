@@ -11,7 +11,7 @@ gradient accumulation, LAMB and dynamic masking. Writes TF2 checkpoints to
 
 import os
 
-from absl import flags
+from absl import flags, logging
 
 from bert_tf import cli
 
@@ -76,6 +76,18 @@ def main(_):
         dynamic_masking=masking, num_train_steps=FLAGS.num_train_steps,
         learning_rate=FLAGS.learning_rate, num_warmup_steps=FLAGS.num_warmup_steps,
         training=cli.training_options_from_flags(FLAGS))
+    logging.info(
+        "Run: %s; %s; %d steps of batch %d, learning_rate %g, %d warm-up steps; "
+        "max_seq_length %d, max_predictions_per_seq %d; output_dir %s",
+        "train" + (" and eval" if FLAGS.do_eval else "") if FLAGS.do_train else "eval only",
+        f"from {source.checkpoint}" if source and source.checkpoint else "from scratch",
+        FLAGS.num_train_steps, FLAGS.train_batch_size, FLAGS.learning_rate,
+        FLAGS.num_warmup_steps, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq,
+        FLAGS.output_dir)
+    results = os.path.join(FLAGS.output_dir, "eval_results.txt")
+    if FLAGS.do_eval and os.path.exists(results):
+        logging.warning("%s, written by an earlier run in this --output_dir, will be "
+                        "replaced by this run's", results)
     pretraining.run_pretraining(settings, cli.strategy_from_flags(FLAGS))
 
 

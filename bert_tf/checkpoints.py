@@ -241,6 +241,51 @@ def load_hf_weights(model, folder: str, required: tuple[str, ...] = ("bert/",)) 
 
 # --- our own TF2 checkpoints ------------------------------------------------
 
+def stored_object_variables(path: str, *node_path: str) -> dict[str, tuple[tuple[int, ...], tf.DType]] | None:
+    """The variables directly under one object of a TF2 checkpoint.
+
+    `node_path` names the object by attribute from the root, e.g.
+    ("model", "head"); returns {attribute: (shape, dtype)}, or None when the
+    checkpoint has no such object. Lets a caller compare shapes and dtypes
+    before restoring: a failed TF2 restore raises deep in TensorFlow and
+    leaves a page of "unrestored values" warnings behind.
+    """
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    reader = tf.train.load_checkpoint(path)
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    node = 0
+    for name in node_path:
+        children = {c.local_name: c.node_id for c in graph.nodes[node].children}
+        if name not in children:
+            return None
+        node = children[name]
+    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    found = {}
+    for child in graph.nodes[node].children:
+        keys = [a.checkpoint_key for a in graph.nodes[child.node_id].attributes
+                if a.name == "VARIABLE_VALUE"]
+        if keys and keys[0] in shapes:
+            found[child.local_name] = (tuple(shapes[keys[0]]), dtypes[keys[0]])
+    return found
+
+
+def _check_head_fits(model, path: str) -> None:
+    """A classifier checkpoint of another label count is refused in one line."""
+    head = getattr(model, "head", None)
+    if head is None or not hasattr(head, "output_weights"):
+        return
+    stored = stored_object_variables(path, "model", "head") or {}
+    if "output_weights" in stored and stored["output_weights"][0] != tuple(head.output_weights.shape):
+        have, want = stored["output_weights"][0][0], head.output_weights.shape[0]
+        raise CheckpointError(
+            f"Checkpoint {path!r} is a classifier with {have} output label(s) "
+            f"(output_weights {list(stored['output_weights'][0])}); this task has {want} "
+            f"(model expects {list(head.output_weights.shape)}): start from the "
+            "pretrained encoder's checkpoint instead")
+
+
 def load_object_checkpoint(model, path: str) -> LoadReport:
     """Restores a checkpoint written by our trainer (`tf.train.Checkpoint(model=...)`).
 
@@ -249,6 +294,7 @@ def load_object_checkpoint(model, path: str) -> LoadReport:
     way round).
     """
     list_checkpoint(path)  # clear error for a missing path
+    _check_head_fits(model, path)
     encoder = model.encoder if hasattr(model, "encoder") else model
     root = tf.train.Checkpoint(model=tf.train.Checkpoint(encoder=encoder))
     try:

@@ -32,16 +32,22 @@ class ClassificationTask:
         self.source = source
         self.dropout_rate = dropout_rate
         self.encoder_factory = encoder_factory or (lambda: modeling.BertEncoder(config))
+        self._initialized = None
 
     def build_model(self):
         return modeling.BertClassifier(self.encoder_factory(), self.num_labels, self.dropout_rate)
 
     def initialize(self, model) -> None:
+        # run_classifier initialises before training starts (to check the
+        # checkpoint first); the trainer's own call then has nothing to do.
+        if self._initialized is model:
+            return
         if self.source is not None and self.source.checkpoint:
             report = self.source.restore(model)
             if report is not None:
                 logging.info("Restored %d variables from %s", len(report.restored),
                              self.source.checkpoint)
+        self._initialized = model
 
     def loss_counts(self, batch):
         _, labels = batch
@@ -101,24 +107,56 @@ class ClassifierSettings:
 _RUN_IDENTITY = ("task_name", "max_seq_length", "num_labels", "model")
 
 
-def _check_output_dir(settings: ClassifierSettings, identity: dict) -> None:
-    """Refuses to mix runs in one output_dir; resuming the same run is fine."""
-    os.makedirs(settings.output_dir, exist_ok=True)
+def _check_output_dir(settings: ClassifierSettings, identity: dict) -> bool:
+    """Refuses to mix runs in one output_dir; resuming the same run is fine.
+
+    Returns True when the folder holds no identity yet: the caller writes it
+    (`_write_identity`) only once the run has really started, so that a
+    command refused for a wrong checkpoint or config does not lock the folder
+    against the corrected one.
+    """
     path = os.path.join(settings.output_dir, "run_identity.json")
+    if not os.path.exists(path):
+        return True
+    previous = text_files.read_json(path)
+    changed = [k for k in _RUN_IDENTITY if previous.get(k) != identity.get(k)]
+    if changed:
+        raise FileExistsError(
+            f"--output_dir {settings.output_dir!r} holds a run with different "
+            f"{', '.join(changed)} ({path}); use a new --output_dir rather than "
+            "mixing checkpoints")
+    return False
+
+
+def _write_identity(settings: ClassifierSettings, identity: dict) -> None:
+    path = os.path.join(settings.output_dir, "run_identity.json")
+    atomic_io.write_text(path, json.dumps(identity, indent=2, sort_keys=True) + "\n")
+
+
+def _note_replacing(path: str) -> None:
+    """Results of an earlier run are replaced, never silently."""
     if os.path.exists(path):
-        previous = text_files.read_json(path)
-        changed = [k for k in _RUN_IDENTITY if previous.get(k) != identity.get(k)]
-        if changed:
-            raise FileExistsError(
-                f"--output_dir {settings.output_dir!r} holds a run with different "
-                f"{', '.join(changed)} ({path}); use a new --output_dir rather than "
-                "mixing checkpoints")
-    else:
-        atomic_io.write_text(path, json.dumps(identity, indent=2, sort_keys=True) + "\n")
+        logging.warning("Replacing %s, written by an earlier run in this --output_dir", path)
+
+
+def _model_description(settings: ClassifierSettings) -> str:
+    config = settings.source.config
+    shape = (f"{config.num_hidden_layers} layers, hidden {config.hidden_size}, "
+             f"vocab {config.vocab_size}")
+    if settings.encoder_factory is not None:
+        return f"a TF-Hub-format encoder ({shape})"
+    if settings.source.checkpoint:
+        return f"{settings.source.checkpoint} ({shape})"
+    return f"random initialisation, no --init_checkpoint ({shape})"
 
 
 def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
-    """Trains, evaluates and predicts as asked; returns the eval metrics."""
+    """Trains, evaluates and predicts as asked; returns the eval metrics.
+
+    Only what is asked runs: without `do_train` nothing is trained, without
+    `do_eval` eval_results.txt is left alone. Every file a split needs is
+    read (and its rows checked) before training starts.
+    """
     if not (settings.do_train or settings.do_eval or settings.do_predict or settings.export_dir):
         raise ValueError("At least one of --do_train, --do_eval, --do_predict or "
                          "--export_dir must be set")
@@ -132,20 +170,24 @@ def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
     tokenizer = tokenization.FullTokenizer(source.vocab_file, source.do_lower_case)
     label_list = [] if is_regression else processor.get_labels()
 
-    train_examples = []
+    train_examples, total_train = [], 0
     if settings.do_train:
         train_examples = processor.get_train_examples(settings.data_dir)
-        if settings.max_train_examples and len(train_examples) > settings.max_train_examples:
+        total_train = len(train_examples)
+        if settings.max_train_examples and total_train > settings.max_train_examples:
             rng = random.Random(settings.training.seed)
             train_examples = rng.sample(train_examples, settings.max_train_examples)
+    # Found now rather than after a long training run.
+    dev_examples = processor.get_dev_examples(settings.data_dir) if settings.do_eval else []
+    test_examples = processor.get_test_examples(settings.data_dir) if settings.do_predict else []
     num_labels = processor.num_labels
     identity = {"task_name": settings.task_name, "max_seq_length": settings.max_seq_length,
                 "num_labels": num_labels, "model": source.config.to_dict()}
-    _check_output_dir(settings, identity)
+    new_output_dir = _check_output_dir(settings, identity)
 
     task = ClassificationTask(source.config, num_labels, is_regression, source,
                               encoder_factory=settings.encoder_factory)
-    num_train_steps = 1
+    num_train_steps, train_features = 1, []
     if settings.do_train:
         train_features = classifier_data.convert_examples_to_features(
             train_examples, label_list, settings.max_seq_length, tokenizer,
@@ -156,46 +198,61 @@ def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
         settings.training, model_dir=settings.output_dir, num_train_steps=num_train_steps,
         learning_rate=settings.learning_rate,
         num_warmup_steps=int(num_train_steps * settings.warmup_proportion))
+    _log_recipe(settings, trainer_config, len(train_examples), total_train,
+                len(train_features), len(dev_examples), len(test_examples))
+    os.makedirs(settings.output_dir, exist_ok=True)
     runner = trainer.Trainer(task, trainer_config, strategy)
 
-    if settings.do_train:
-        logging.info("Training on %d examples (%d features), %d steps of batch %d",
-                     len(train_examples), len(train_features), num_train_steps,
-                     settings.train_batch_size)
+    # The starting weights load (or the checkpoint in output_dir restores)
+    # before the run's identity is written: a checkpoint that does not fit
+    # leaves the folder as it was.
+    if new_output_dir or not settings.do_train:
+        resumed = runner.restore_latest()
+        if not resumed:
+            task.initialize(runner.model)
+    if new_output_dir:
+        _write_identity(settings, identity)
+    if not settings.do_train:
+        logging.info("Using %s (step %d); nothing is trained without --do_train",
+                     tf.train.latest_checkpoint(settings.output_dir) if resumed
+                     else _model_description(settings), int(runner.global_step.numpy()))
+    else:
         seed = trainer_config.seed
         runner.train(lambda ctx: classifier_data.classifier_dataset(
             train_features, settings.train_batch_size, is_training=True, seed=seed,
             bucket_by_length=settings.bucket_by_length,
             max_seq_length=settings.max_seq_length, input_context=ctx))
-    elif not runner.restore_latest():
-        task.initialize(runner.model)
 
     results = {}
     if settings.do_eval:
-        examples = processor.get_dev_examples(settings.data_dir)
-        outputs = _predict(runner, settings, examples, label_list, tokenizer, is_regression,
+        outputs = _predict(runner, settings, dev_examples, label_list, tokenizer, is_regression,
                            settings.eval_batch_size)
-        results = _eval_metrics(settings.task_name, outputs, examples, label_list, is_regression)
+        results = _eval_metrics(settings.task_name, outputs, dev_examples, label_list,
+                                is_regression)
         results["global_step"] = int(runner.global_step.numpy())
-        text_files.write_eval_results(os.path.join(settings.output_dir, "eval_results.txt"),
-                                      results)
+        path = os.path.join(settings.output_dir, "eval_results.txt")
+        _note_replacing(path)
+        text_files.write_eval_results(path, results)
         summary = "  ".join(f"{k} = {v:.4f}" if isinstance(v, float) else f"{k} = {v}"
                             for k, v in sorted(results.items()))
-        print(f"***** Eval results ({len(examples)} examples) *****\n{summary}", flush=True)
+        print(f"***** Eval results ({len(dev_examples)} examples) *****\n{summary}", flush=True)
 
     if settings.do_predict:
-        examples = processor.get_test_examples(settings.data_dir)
-        logits = _predict(runner, settings, examples, label_list, tokenizer, is_regression,
+        logits = _predict(runner, settings, test_examples, label_list, tokenizer, is_regression,
                           settings.predict_batch_size)
+        path = os.path.join(settings.output_dir, "test_results.tsv")
+        _note_replacing(path)
         # One column of scores for regression, class probabilities otherwise.
         classifier_data.write_test_results(
-            os.path.join(settings.output_dir, "test_results.tsv"),
-            logits[:, None] if is_regression else _softmax(logits))
-        if (classifier_data.canonical_task_name(settings.task_name)
-                in classifier_data.GLUE_SUBMISSION_FILES):
+            path, logits[:, None] if is_regression else _softmax(logits))
+        submission = classifier_data.GLUE_SUBMISSION_FILES.get(
+            classifier_data.canonical_task_name(settings.task_name))
+        if submission:
+            _note_replacing(os.path.join(settings.output_dir, submission))
             classifier_data.write_glue_submission(
                 settings.output_dir, settings.task_name,
                 logits if is_regression else logits.argmax(-1), label_list)
+        logging.info("Wrote predictions for %d test examples to %s", len(test_examples), path)
 
     if settings.export_dir:
         from bert_tf import serving
@@ -205,6 +262,28 @@ def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
                                   label_list, is_regression)
         logging.info("Exported the serving SavedModel to %s", settings.export_dir)
     return results
+
+
+def _log_recipe(settings, config, used, total, features, dev, test) -> None:
+    """One line that says what this run does, whatever the flags' defaults."""
+    parts = [f"task {settings.task_name}", f"model {_model_description(settings)}",
+             f"max_seq_length {settings.max_seq_length}"]
+    if settings.do_train:
+        subset = (f" (a random subset: --max_train_examples={settings.max_train_examples})"
+                  if used < total else "")
+        parts += [f"train examples {used} of {total}{subset}, {features} features",
+                  f"{settings.num_train_epochs:g} epoch(s) = {config.num_train_steps} steps "
+                  f"of batch {settings.train_batch_size}",
+                  f"learning_rate {settings.learning_rate:g}",
+                  f"warm-up {config.num_warmup_steps} steps "
+                  f"(warmup_proportion {settings.warmup_proportion:g})"]
+    else:
+        parts.append("no training")
+    if settings.do_eval:
+        parts.append(f"eval {dev} dev examples, batch {settings.eval_batch_size}")
+    if settings.do_predict:
+        parts.append(f"predict {test} test examples, batch {settings.predict_batch_size}")
+    logging.info("Run: %s; output_dir %s", "; ".join(parts), settings.output_dir)
 
 
 def _predict(runner, settings, examples, label_list, tokenizer, is_regression, batch_size):

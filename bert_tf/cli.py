@@ -18,6 +18,8 @@ DEFAULT_MODEL = "minilm-l6-h384-uncased"
 
 
 def define_model_flags(default_init_checkpoint: str | None = DEFAULT_MODEL) -> None:
+    """Google's model flags; Google's own scripts pass default_init_checkpoint=None,
+    Google's default, so that their commands mean what they meant."""
     flags.DEFINE_string(
         "bert_config_file", None,
         "bert_config.json of the pre-trained model. Optional when "
@@ -26,7 +28,8 @@ def define_model_flags(default_init_checkpoint: str | None = DEFAULT_MODEL) -> N
         "init_checkpoint", default_init_checkpoint,
         "Initial weights: a Google or TF2 checkpoint prefix, a Google release "
         "folder, a Hugging Face folder, or a known model name ("
-        f"{DEFAULT_MODEL}).")
+        f"{DEFAULT_MODEL}). In run_classifier.py, without it the weights start "
+        "random (as in Google's script).")
     flags.DEFINE_string(
         "vocab_file", None,
         "WordPiece vocabulary. Optional when --init_checkpoint carries vocab.txt.")
@@ -92,11 +95,31 @@ def pretrained_from_flags(FLAGS):
     if not source.vocab_file:
         raise ValueError("No vocabulary: pass --vocab_file, or an --init_checkpoint "
                          "folder that holds vocab.txt")
+    check_vocabulary(source.vocab_file, source.config.vocab_size)
     if FLAGS.max_seq_length > source.config.max_position_embeddings:
         raise ValueError(
             f"--max_seq_length {FLAGS.max_seq_length} exceeds the model's "
             f"max_position_embeddings {source.config.max_position_embeddings}")
     return source
+
+
+def check_vocabulary(vocab_file: str, vocab_size: int) -> None:
+    """Refuses a vocabulary that cannot go with the model, naming the file:
+    without [CLS] and [SEP] no input can be built, and ids at or beyond the
+    config's vocab_size have no embedding row."""
+    from bert_tf import tokenization
+
+    vocab = tokenization.load_vocab(vocab_file)
+    missing = [token for token in ("[CLS]", "[SEP]") if token not in vocab]
+    if missing:
+        raise ValueError(f"{vocab_file}: the vocabulary has no {' and no '.join(missing)} "
+                         f"token ({len(vocab)} tokens); BERT inputs need both. Is it the "
+                         "model's vocab.txt?")
+    largest = max(vocab.values())
+    if largest >= vocab_size:
+        raise ValueError(f"{vocab_file}: the vocabulary has ids up to {largest}, but the "
+                         f"model's vocab_size is {vocab_size} (bert_config.json); is it the "
+                         "model's vocab.txt?")
 
 
 def strategy_from_flags(FLAGS):

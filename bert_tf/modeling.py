@@ -205,20 +205,25 @@ def _attention_bias(input_mask):
     return (1.0 - mask[:, tf.newaxis, tf.newaxis, :]) * -10000.0
 
 
-class _ConfigLayer(keras.layers.Layer):
-    """A layer built from a BertConfig alone, so its Keras config is that config."""
-
-    def __init__(self, config: BertConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
+class _BuiltFromConfig:
+    """For a Keras layer or model whose one argument is a BertConfig (kept
+    as `self.config`): its Keras config is that BertConfig's dict."""
 
     def get_config(self):
-        return {**super().get_config(), "config": self.config.to_dict()}
+        return {**keras.layers.Layer.get_config(self), "config": self.config.to_dict()}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         return cls(BertConfig.from_dict(config.pop("config")), **config)
+
+
+class _ConfigLayer(_BuiltFromConfig, keras.layers.Layer):
+    """A layer built from a BertConfig alone."""
+
+    def __init__(self, config: BertConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
@@ -333,7 +338,7 @@ class TransformerLayer(_ConfigLayer):
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
-class BertEncoder(keras.Model):
+class BertEncoder(_BuiltFromConfig, keras.Model):
     """The BERT Transformer encoder.
 
     Called with a dict of int32 `[batch, seq]` tensors `input_word_ids`,
@@ -441,14 +446,6 @@ class BertEncoder(keras.Model):
                        query_positions=tf.concat([first, positions], axis=1))
         return {"gathered_output": x[:, 1:, :], "pooled_output": self.pooler(x[:, 0, :])}
 
-    def get_config(self):
-        return {**keras.layers.Layer.get_config(self), "config": self.config.to_dict()}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        return cls(BertConfig.from_dict(config.pop("config")), **config)
-
     def checkpoint_map(self) -> dict[str, keras.Variable]:
         """Google TF1 checkpoint name -> variable, for every encoder weight."""
         e = self.embeddings
@@ -544,7 +541,7 @@ class WeightsTimesInput(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
-class BertPretrainer(keras.Model):
+class BertPretrainer(_BuiltFromConfig, keras.Model):
     """The encoder with the masked-LM and next-sentence-prediction heads.
 
     Called with the encoder inputs plus `masked_lm_positions` `[batch, P]`;
@@ -580,14 +577,6 @@ class BertPretrainer(keras.Model):
         return {"pooled_output": outputs["pooled_output"],
                 "masked_lm_logits": tf.cast(mlm, tf.float32),
                 "next_sentence_logits": tf.cast(nsp, tf.float32)}
-
-    def get_config(self):
-        return {**keras.layers.Layer.get_config(self), "config": self.config.to_dict()}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        return cls(BertConfig.from_dict(config.pop("config")), **config)
 
     def checkpoint_map(self) -> dict[str, keras.Variable]:
         table = self.encoder.checkpoint_map()

@@ -172,9 +172,39 @@ class Trainer:
         path = tf.train.latest_checkpoint(self.config.model_dir)
         if path is None:
             return False
+        self._check_fits(path)
         self.checkpoint.restore(path).assert_existing_objects_matched()
         logging.info("Restored %s (step %d)", path, int(self.global_step.numpy()))
         return True
+
+    def _check_fits(self, path: str) -> None:
+        """Refuses, in one line, a checkpoint that another model or task wrote
+        (say, a pretraining run into a classifier's folder): TensorFlow's own
+        restore would fail deep inside with a dtype or shape error."""
+        from bert_tf import checkpoints
+
+        stored = checkpoints.stored_object_variables(path, "model_variables")
+        if stored is None:
+            raise ValueError(f"{path}: not a checkpoint of this trainer (no model_variables); "
+                             f"use a new --output_dir instead of {self.config.model_dir!r}")
+        variables = self.model.variables
+        problem = None
+        if len(stored) != len(variables):
+            problem = f"it holds {len(stored)} model variables, this model has {len(variables)}"
+        else:
+            for i, variable in enumerate(variables):
+                shape, dtype = stored.get(str(i), (None, None))
+                expected = tf.as_dtype(variable.dtype)
+                if shape != tuple(variable.shape) or dtype != expected:
+                    name = getattr(variable, "path", variable.name)
+                    problem = (f"model variable {i} ({name}) is {dtype and dtype.name} "
+                               f"{list(shape or [])} there, {expected.name} "
+                               f"{list(variable.shape)} here")
+                    break
+        if problem:
+            raise ValueError(f"{path}: the latest checkpoint in {self.config.model_dir!r} was "
+                             f"written for another model or task ({problem}); use a new "
+                             "--output_dir")
 
     def _save(self) -> None:
         self._manager.save(checkpoint_number=self.global_step)

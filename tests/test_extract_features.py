@@ -57,7 +57,8 @@ def test_invalid_utf8_line_is_named_and_nothing_is_written(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"fine line\nsecond \xff\xfe line\n")
     out = tmp_path / "out.jsonl"
-    result = _run(f"--input_file={bad}", f"--output_file={out}")
+    result = _run(f"--input_file={bad}", f"--output_file={out}",
+                  "--init_checkpoint=minilm-l6-h384-uncased")
     assert result.returncode != 0
     assert f"{bad}:2: invalid UTF-8" in result.stderr
     assert "Traceback" not in result.stderr
@@ -73,6 +74,9 @@ def test_invalid_utf8_line_is_named_and_nothing_is_written(tmp_path):
 def test_bad_model_flags_give_one_clear_error(tmp_path, flag, culprit):
     (tmp_path / "broken.json").write_text('{"vocab_size": 30522, "hidden_size": 100}')
     (tmp_path / "empty_vocab.txt").write_text("")
-    result = _run(flag.format(tmp=tmp_path), f"--output_file={tmp_path / 'o.jsonl'}")
+    # The flag under test comes last and so replaces the model given before it.
+    result = _run("--init_checkpoint=minilm-l6-h384-uncased", flag.format(tmp=tmp_path),
+                  f"--input_file={REPO / 'data/sample_text.txt'}",
+                  f"--output_file={tmp_path / 'o.jsonl'}")
     assert result.returncode == 2
     assert culprit in result.stderr and "Traceback" not in result.stderr

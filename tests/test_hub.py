@@ -335,6 +335,7 @@ def test_run_classifier_with_hub_module_handle(tiny_export, tmp_path):
     output = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, "run_classifier.py", f"--bert_hub_module_handle={tiny_export}/encoder",
+         "--task_name=sst-2", "--do_train", "--do_eval",
          f"--data_dir={data}", f"--output_dir={output}", "--max_seq_length=32",
          "--train_batch_size=16", "--num_train_epochs=2"],
         cwd=REPO, capture_output=True, text=True, timeout=300, check=False,

@@ -126,8 +126,8 @@ def _latest(folder):
 def test_output_dir_of_another_run_is_not_reused(trained, sst2_dir, tiny_model):
     before = sorted(p.name for p in (trained / "model").iterdir())
     result = _run(f"--init_checkpoint={tiny_model}", f"--data_dir={sst2_dir}",
-                  "--task_name=sst-2", f"--output_dir={trained / 'model'}",
-                  "--max_seq_length=32")
+                  "--task_name=sst-2", f"--output_dir={trained / 'model'}", "--do_train",
+                  "--do_eval", "--max_seq_length=32")
     assert result.returncode == 2 and "max_seq_length" in result.stderr
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in (trained / "model").iterdir()) == before
@@ -141,7 +141,8 @@ def test_output_dir_of_another_run_is_not_reused(trained, sst2_dir, tiny_model):
 def test_bad_training_data_is_named_by_file_and_line(tmp_path, tiny_model, content, culprit):
     (tmp_path / "train.tsv").write_text(content)
     result = _run(f"--init_checkpoint={tiny_model}", f"--data_dir={tmp_path}",
-                  "--task_name=sst-2", f"--output_dir={tmp_path / 'out'}", "--max_seq_length=16")
+                  "--task_name=sst-2", f"--output_dir={tmp_path / 'out'}", "--do_train",
+                  "--max_seq_length=16")
     assert result.returncode == 2, result.stderr[-2000:]
     assert culprit in result.stderr and "Traceback" not in result.stderr
 
@@ -153,7 +154,8 @@ def test_generic_regression_task_scores_like_sts_b(tmp_path, tiny_model):
     (tmp_path / "test.tsv").write_text("sentence\nhello\nworld\n")
     result = _run(f"--init_checkpoint={tiny_model}", f"--data_dir={tmp_path}",
                   "--task_name=generic", "--regression", "--label_column=score",
-                  f"--output_dir={tmp_path / 'out'}", "--do_predict", "--max_seq_length=16",
+                  f"--output_dir={tmp_path / 'out'}", "--do_train", "--do_eval", "--do_predict",
+                  "--max_seq_length=16",
                   "--max_train_examples=0", "--train_batch_size=16")
     assert result.returncode == 0, result.stderr[-3000:]
     results = dict(line.split(" = ") for line in

@@ -174,6 +174,12 @@ def run(main) -> None:
                 raise
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt as e:
+            # trainer.TrainingInterrupted: stopped by a signal after saving.
+            if getattr(e, "signum", None) is None:
+                raise
+            print(e, file=sys.stderr, flush=True)
+            sys.exit(128 + e.signum)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     app.run(guarded)

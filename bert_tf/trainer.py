@@ -25,6 +25,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import signal
+import threading
 import time
 from typing import Callable, Mapping, Protocol
 
@@ -40,6 +42,52 @@ from bert_tf.trainer_config import PRECISION_POLICIES, TrainerConfig, TrainingOp
 
 DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
 _SUM = tf.distribute.ReduceOp.SUM
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """`train` stopped on SIGINT or SIGTERM after saving a checkpoint; the
+    message says how to resume. A KeyboardInterrupt, so notebooks and scripts
+    treat it as the interruption it is."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+class _StopOnSignals:
+    """Turns SIGINT and SIGTERM into a request to stop after the current step loop.
+
+    A compiled step loop cannot be left midway and a checkpoint holds whole
+    steps only, so the handler just notes the signal and `train` saves and
+    stops when the loop returns. A second signal stops at once, unsaved.
+    Signal handlers can only be set from the main thread; elsewhere (and on
+    several workers, which must all save together) nothing changes.
+    """
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signum = None
+        self._previous = {}
+
+    def __enter__(self):
+        if self.enabled:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            self.__exit__()
+            raise KeyboardInterrupt
+        self.signum = signum
+        # os.write: buffered streams and logging are not safe inside a handler.
+        os.write(2, f"{signal.Signals(signum).name}: stopping after the current step loop to "
+                    "save a checkpoint (send it again to stop at once, unsaved)\n".encode())
+
+    def __exit__(self, *exc_info):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        self._previous = {}
 
 
 @dataclasses.dataclass
@@ -350,6 +398,9 @@ class Trainer:
 
         dataset_fn(input_context) returns per-replica batches; it is repeated
         indefinitely. Returns the statistics of the last logged window.
+        On one worker, SIGINT (Ctrl-C) or SIGTERM stops it after the current
+        step loop with a checkpoint saved, raising TrainingInterrupted; the
+        same call then resumes to the same weights as an uninterrupted run.
         """
         config = self.config
         if not self.restore_latest():
@@ -361,9 +412,23 @@ class Trainer:
         dataset = self.strategy.distribute_datasets_from_function(self._skipping_dataset_fn(dataset_fn, step))
         iterator = iter(dataset)
         self._train_loop = self._train_loop or self._build_train_loop()
+        with _StopOnSignals(enabled=self._num_input_pipelines() == 1) as stop:
+            logged = self._train_steps(iterator, step, stop)
+        self._writer("train").flush()
+        if stop.signum is not None and int(self.global_step.numpy()) < config.num_train_steps:
+            raise TrainingInterrupted(
+                f"Stopped by {signal.Signals(stop.signum).name} at step "
+                f"{int(self.global_step.numpy())}/{config.num_train_steps} with a checkpoint in "
+                f"{config.model_dir}: run the same command again to resume", stop.signum)
+        return logged
+
+    def _train_steps(self, iterator, step, stop) -> dict[str, float]:
+        """The loop of `train`: step loops, logging and checkpoints, until the
+        last step or a stop request."""
+        config = self.config
         window, window_steps, window_start = None, 0, time.time()
         run_start, run_start_step, logged = time.time(), step, {}
-        while step < config.num_train_steps:
+        while step < config.num_train_steps and stop.signum is None:
             num_steps = min(config.steps_per_loop, config.num_train_steps - step,
                             _to_next(step, config.save_checkpoints_steps), _to_next(step, config.log_steps))
             try:
@@ -380,9 +445,8 @@ class Trainer:
                 logged = _summarise(window, window_steps, time.time() - window_start)
                 self._log_train(step, logged, run_start, run_start_step)
                 window, window_steps, window_start = None, 0, time.time()
-            if step % config.save_checkpoints_steps == 0 or done:
+            if step % config.save_checkpoints_steps == 0 or done or stop.signum is not None:
                 self._save()
-        self._writer("train").flush()
         return logged
 
     def _log_train(self, step, logged, run_start, run_start_step):

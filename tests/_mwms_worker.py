@@ -87,12 +87,13 @@ class ToyTask:
 
 
 def train(model_dir, strategy, global_batch, num_steps, accumulation=1, sleep_s=0.0, dropout=0.0,
-          mixed_precision=None):
+          mixed_precision=None, save_checkpoints_steps=2):
     """Trains the toy task; returns the Trainer. Shared by tests and subprocesses."""
     from bert_tf import trainer
 
     config = trainer.TrainerConfig(model_dir=model_dir, num_train_steps=num_steps, learning_rate=0.05,
-                                   num_warmup_steps=2, steps_per_loop=2, save_checkpoints_steps=2,
+                                   num_warmup_steps=2, steps_per_loop=2,
+                                   save_checkpoints_steps=save_checkpoints_steps,
                                    log_steps=2, gradient_accumulation_steps=accumulation, seed=3,
                                    mixed_precision=mixed_precision)
     run = trainer.Trainer(ToyTask(dropout=dropout, sleep_s=sleep_s), config, strategy)
@@ -104,12 +105,13 @@ def weights(run):
     return [v.numpy() for v in run.model.trainable_variables]
 
 
-def _train_main(out_path, model_dir, strategy_name, global_batch, num_steps, sleep_s=0.0, dropout=0.0):
+def _train_main(out_path, model_dir, strategy_name, global_batch, num_steps, sleep_s=0.0, dropout=0.0,
+                save_checkpoints_steps=2):
     from bert_tf import distribution
 
     strategy = distribution.get_strategy(strategy_name)
     run = train(model_dir, strategy, int(global_batch), int(num_steps), sleep_s=float(sleep_s),
-                dropout=float(dropout))
+                dropout=float(dropout), save_checkpoints_steps=int(save_checkpoints_steps))
     np.savez(out_path, replicas=strategy.num_replicas_in_sync,
              **{f"w{i}": w for i, w in enumerate(weights(run))})
 
@@ -142,5 +144,7 @@ def _mirrored_main(out_path, work_dir):
 
 
 if __name__ == "__main__":
-    mode, args = sys.argv[1], sys.argv[2:]
-    {"train": _train_main, "mirrored": _mirrored_main}[mode](*args)
+    from bert_tf import cli
+
+    # cli.run, as the scripts: a stop on SIGINT/SIGTERM prints one line.
+    cli.run(lambda argv: {"train": _train_main, "mirrored": _mirrored_main}[argv[1]](*argv[2:]))

@@ -463,3 +463,40 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
         resumed = [saved[f"w{i}"] for i in range(6)]
     assert max_diff(uninterrupted, resumed) < 1e-6
     assert max_diff(without_dropout, resumed) > 1e-3  # dropout really acted
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_stop_signal_saves_and_the_same_command_resumes_to_the_same_weights(tmp_path, signum):
+    # No periodic checkpoint (every 100 steps of 12): the one found after the
+    # stop can only be the stop's own.
+    model_dir, out = tmp_path / "stopped", tmp_path / "resumed.npz"
+    args = ["train", str(out), str(model_dir), "one_device", "16", "12"]
+    # A child of a non-interactive shell starts with SIGINT ignored; a
+    # terminal's Ctrl-C reaches a process with the default disposition.
+    proc = subprocess.Popen([sys.executable, WORKER, *args, "0.3", "0.2", "100"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.time() + 120
+        # The first logged window (step 2) creates the train summaries.
+        while not list((model_dir / "train").glob("events*")):
+            assert proc.poll() is None, "training ended before it could be stopped"
+            assert time.time() < deadline, "training did not start"
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signum, stderr[-2000:]
+    stopped_at = int(tf.train.latest_checkpoint(str(model_dir)).rsplit("-", 1)[1])
+    assert 2 <= stopped_at < 12 and not out.exists()
+    name = signal.Signals(signum).name
+    assert (f"Stopped by {name} at step {stopped_at}/12 with a checkpoint in {model_dir}: "
+            "run the same command again to resume") in stderr
+    assert "Traceback" not in stderr
+    run_checked([*args, "0", "0.2", "100"], timeout=120)
+    uninterrupted = toy.weights(toy.train(str(tmp_path / "straight"), distribution.get_strategy("one_device"),
+                                          16, 12, dropout=0.2))
+    with np.load(out) as saved:
+        assert max_diff(uninterrupted, [saved[f"w{i}"] for i in range(6)]) < 1e-6

@@ -67,6 +67,8 @@ flags.DEFINE_integer("max_train_examples", None,
 flags.DEFINE_integer("doc_stride", None, "Split texts longer than max_seq_length into "
                      "windows this many tokens apart (logits averaged) instead of truncating.")
 flags.DEFINE_bool("bucket_by_length", True, "Pad each batch to its own longest sequence.")
+flags.DEFINE_integer("bucket_window_batches", 50, "With --bucket_by_length, training sorts each "
+                     "window of this many shuffled batches by length (1: random batches).")
 flags.DEFINE_bool("skip_bad_rows", False, "Skip (and count) malformed data rows instead of failing.")
 flags.DEFINE_string("export_dir", None, "Write a serving SavedModel (raw strings in) here.")
 flags.DEFINE_string("bert_hub_module_handle", None,
@@ -121,7 +123,8 @@ def main(_):
         learning_rate=FLAGS.learning_rate, num_train_epochs=FLAGS.num_train_epochs,
         warmup_proportion=FLAGS.warmup_proportion,
         max_train_examples=FLAGS.max_train_examples or None,
-        bucket_by_length=FLAGS.bucket_by_length, skip_bad_rows=FLAGS.skip_bad_rows,
+        bucket_by_length=FLAGS.bucket_by_length,
+        bucket_window_batches=FLAGS.bucket_window_batches, skip_bad_rows=FLAGS.skip_bad_rows,
         processor_kwargs=_processor_kwargs(), export_dir=FLAGS.export_dir,
         training=cli.training_options_from_flags(FLAGS),
         encoder_factory=cli.hub_encoder_factory(FLAGS))

@@ -321,8 +321,14 @@ def main():
     if os.path.exists(args.output):
         with open(args.output, encoding="utf-8") as f:
             previous = json.load(f)
-        if previous.get("args") == report["args"]:
-            report = previous  # resume: keep the runs already done
+        # Resume: keep the runs already done with the same recipe, whatever
+        # the tasks, methods and seeds asked for this time.
+        scope = ("tasks", "methods", "seeds", "skip_throughput", "warmup_steps",
+                 "window_steps", "rounds")
+        same = lambda a: {k: v for k, v in a.items() if k not in scope}
+        if same(previous.get("args", {})) == same(report["args"]):
+            previous["args"] = report["args"]
+            report = previous
     report.update(tensorflow=tf.__version__, machine=f"{os.cpu_count()} CPU cores")
 
     with tempfile.TemporaryDirectory() as work_dir:

@@ -95,6 +95,7 @@ class ClassifierSettings:
     warmup_proportion: float = 0.1
     max_train_examples: int | None = None
     bucket_by_length: bool = True
+    bucket_window_batches: int = classifier_data.DEFAULT_BUCKET_WINDOW_BATCHES
     skip_bad_rows: bool = False
     processor_kwargs: dict = dataclasses.field(default_factory=dict)
     training: trainer.TrainingOptions = dataclasses.field(default_factory=trainer.TrainingOptions)
@@ -221,6 +222,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
         runner.train(lambda ctx: classifier_data.classifier_dataset(
             train_features, settings.train_batch_size, is_training=True, seed=seed,
             bucket_by_length=settings.bucket_by_length,
+            bucket_window_batches=settings.bucket_window_batches,
             max_seq_length=settings.max_seq_length, input_context=ctx))
 
     results = {}

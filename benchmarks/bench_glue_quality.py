@@ -139,7 +139,7 @@ def num_train_steps(num_features: int, epochs: float) -> int:
 
 
 def run_ours(name, method, args, work_dir, seed, source) -> dict:
-    from bert_tf import classification
+    from bert_tf import classification, trainer
 
     data_dir, processor_name, kwargs = task_setup(name, args, work_dir)
     options = METHODS[method]
@@ -152,8 +152,9 @@ def run_ours(name, method, args, work_dir, seed, source) -> dict:
         num_train_epochs=args.epochs, warmup_proportion=0.1, train_batch_size=BATCH_SIZE,
         max_train_examples=args.num_train_examples or None, processor_kwargs=kwargs,
         bucket_window_batches=window,
-        trainer_kwargs={"seed": seed, "optimizer": options["optimizer"], "steps_per_loop": 50,
-                        "log_steps": 50, "save_checkpoints_steps": 10 ** 6}))
+        training=trainer.TrainingOptions(seed=seed, optimizer=options["optimizer"],
+                                         steps_per_loop=50, log_steps=50,
+                                         save_checkpoints_steps=10 ** 6)))
     return {"metrics": {k[len("eval_"):]: v for k, v in results.items()
                         if k.startswith("eval_")},
             "seconds": time.perf_counter() - start}
@@ -233,7 +234,9 @@ def throughput(args, source, hf_folder, tokenizer, work_dir) -> dict:
     timing = argparse.Namespace(max_seq_length=args.max_seq_length, learning_rate=args.learning_rate,
                                 seed=args.seeds[0], warmup_steps=args.warmup_steps,
                                 window_steps=args.window_steps, rounds=args.rounds)
-    speed = throughput_runs(timing, source, hf_folder, train, os.path.join(work_dir, "speed"))
+    speed_dir = os.path.join(work_dir, "speed")
+    os.makedirs(speed_dir, exist_ok=True)
+    speed = throughput_runs(timing, source, hf_folder, train, speed_dir)
     hf = speed["hf_padded"]["seq_per_s"]
     return {"runs": speed, "ratio_ours_default_vs_hf_padded": speed["ours_bucketed"]["seq_per_s"] / hf,
             "ratio_ours_padded_vs_hf_padded": speed["ours_padded"]["seq_per_s"] / hf}

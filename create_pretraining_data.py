@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags, logging
 
-from bert_tf import pretraining_data
+from bert_tf import cli, pretraining_data
 
 FLAGS = flags.FLAGS
 
@@ -24,6 +24,7 @@ flags.DEFINE_bool("do_lower_case", True,
 flags.DEFINE_bool("do_whole_word_mask", False,
                   "Mask all the tokens of a word together instead of single WordPieces.")
 flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length in tokens.")
+cli.define_control_chars_flag()
 flags.DEFINE_integer("max_predictions_per_seq", 20,
                      "Maximum number of masked LM predictions per sequence.")
 flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
@@ -75,6 +76,7 @@ def main(_):
         dynamic_masking=FLAGS.dynamic_masking,
         documents_per_chunk=FLAGS.documents_per_chunk,
         fair_next_sentence=FLAGS.fair_next_sentence,
+        control_chars=FLAGS.control_chars,
     )
     outputs = FLAGS.output_file.split(",")
     try:

@@ -40,6 +40,7 @@ flags.DEFINE_string("data_dir", "data/sst2", "--evaluate: folder with the task's
 flags.DEFINE_integer("max_eval_examples", 0, "--evaluate: use only this many dev texts (0: all).")
 flags.DEFINE_integer("deletion_k", 3, "--evaluate: wordpieces deleted per text.")
 cli.define_model_flags()
+cli.define_control_chars_flag()
 
 
 def _texts():
@@ -65,9 +66,14 @@ def main(_):
         processor = classifier_data.get_processor(identity["task_name"])
         if not processor.is_regression:
             labels = processor.get_labels()
-    explainer = explain.Explainer(
-        classifier, tokenization.FullTokenizer(source.vocab_file, source.do_lower_case),
-        FLAGS.max_seq_length, FLAGS.ig_steps, FLAGS.ig_method, labels)
+    # Tokenize as the classifier was trained, unless told otherwise.
+    control_chars = FLAGS.control_chars
+    if not FLAGS["control_chars"].present:
+        control_chars = identity.get("control_chars", control_chars)
+    tokenizer = tokenization.FullTokenizer(source.vocab_file, source.do_lower_case,
+                                           control_chars)
+    explainer = explain.Explainer(classifier, tokenizer, FLAGS.max_seq_length,
+                                  FLAGS.ig_steps, FLAGS.ig_method, labels)
 
     if FLAGS.evaluate:
         task = identity.get("task_name", "sst-2")

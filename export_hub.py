@@ -18,6 +18,7 @@ FLAGS = flags.FLAGS
 
 flags.DEFINE_string("export_dir", None, "Folder to write preprocessor/ and encoder/ into.")
 cli.define_model_flags()
+cli.define_control_chars_flag()
 
 
 def main(_):
@@ -27,7 +28,8 @@ def main(_):
 
     from bert_tf import hub
 
-    result = hub.export(source, FLAGS.export_dir, seq_length=FLAGS.max_seq_length)
+    result = hub.export(source, FLAGS.export_dir, seq_length=FLAGS.max_seq_length,
+                        control_chars=FLAGS.control_chars)
     print(f"Exported {FLAGS.export_dir}/preprocessor and {FLAGS.export_dir}/encoder"
           + (" (with .mlm)" if result["mlm"] else ""))
 

@@ -23,6 +23,7 @@ flags.DEFINE_string("bert_hub_module_handle", None,
                     "A TF-Hub-format BERT encoder SavedModel folder to use instead of "
                     "--init_checkpoint.")
 cli.define_model_flags(default_init_checkpoint=None)
+cli.define_control_chars_flag()
 cli.define_tpu_flags()
 
 
@@ -38,7 +39,8 @@ def main(_):
 
     from bert_tf import feature_extraction, modeling, tokenization
 
-    tokenizer = tokenization.FullTokenizer(source.vocab_file, source.do_lower_case)
+    tokenizer = tokenization.FullTokenizer(source.vocab_file, source.do_lower_case,
+                                           FLAGS.control_chars)
     encoder_factory = cli.hub_encoder_factory(FLAGS)
     if encoder_factory:
         encoder = encoder_factory()

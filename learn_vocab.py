@@ -24,6 +24,7 @@ flags.DEFINE_list("reserved_tokens", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK
 flags.DEFINE_integer("num_unused", 0,
                      "Placeholder tokens [unused0]... after the reserved ones, "
                      "for words added later without resizing the model.")
+cli.define_control_chars_flag()
 flags.mark_flags_as_required(["input_file", "output_file"])
 
 
@@ -33,7 +34,8 @@ def main(_):
     lines = vocab_learning.read_corpus_lines(FLAGS.input_file)
     tokens = vocab_learning.learn_vocab(
         lines, FLAGS.vocab_size, do_lower_case=FLAGS.do_lower_case,
-        reserved_tokens=FLAGS.reserved_tokens, num_unused=FLAGS.num_unused)
+        reserved_tokens=FLAGS.reserved_tokens, num_unused=FLAGS.num_unused,
+        control_chars=FLAGS.control_chars)
     vocab_learning.write_vocab(tokens, FLAGS.output_file)
     logging.info("Wrote %d tokens to %s", len(tokens), FLAGS.output_file)
     print(f"Wrote {len(tokens)} tokens to {FLAGS.output_file}")

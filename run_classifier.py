@@ -82,6 +82,7 @@ flags.DEFINE_list("labels", None, "generic task: the label set (default: found i
 flags.DEFINE_bool("regression", False, "generic task: the label is a real number.")
 flags.DEFINE_string("language", "zh", "xnli: the language to train and evaluate on.")
 cli.define_model_flags(default_init_checkpoint=None)
+cli.define_control_chars_flag()
 cli.define_tpu_flags()
 cli.define_training_flags()
 
@@ -127,7 +128,7 @@ def main(_):
         bucket_window_batches=FLAGS.bucket_window_batches, skip_bad_rows=FLAGS.skip_bad_rows,
         processor_kwargs=_processor_kwargs(), export_dir=FLAGS.export_dir,
         training=cli.training_options_from_flags(FLAGS),
-        encoder_factory=cli.hub_encoder_factory(FLAGS))
+        encoder_factory=cli.hub_encoder_factory(FLAGS), control_chars=FLAGS.control_chars)
     classification.run_classifier(settings, strategy)
 
 

@@ -36,6 +36,7 @@ flags.DEFINE_integer("max_connections", 1000, "Most client connections open at o
 flags.DEFINE_integer("handler_threads", 32, "Threads that parse, tokenize and wait for the "
                      "model; also the most requests being answered at once.")
 cli.define_model_flags()
+cli.define_control_chars_flag()
 flags.DEFINE_alias("max_seq_len", "max_seq_length")
 FLAGS.set_default("max_seq_length", 64)
 
@@ -50,7 +51,8 @@ def main(_):
         max_texts_per_request=FLAGS.max_texts_per_request, max_chars=FLAGS.max_chars,
         batch_wait_ms=FLAGS.batch_wait_ms)
     service = embedding_service.EmbeddingService.from_pretrained(
-        source, settings, model_name=FLAGS.init_checkpoint or "")
+        source, settings, model_name=FLAGS.init_checkpoint or "",
+        control_chars=FLAGS.control_chars)
     server = embedding_service.EmbeddingServer(
         service, FLAGS.host, FLAGS.port, read_timeout_s=FLAGS.read_timeout_s,
         max_connections=FLAGS.max_connections, handler_threads=FLAGS.handler_threads)

@@ -101,6 +101,9 @@ class ClassifierSettings:
     training: trainer.TrainingOptions = dataclasses.field(default_factory=trainer.TrainingOptions)
     export_dir: str | None = None
     encoder_factory: object = None
+    # The tokenizer's control-character rule (tokenization.CONTROL_CHAR_RULES),
+    # for training, evaluation, prediction and the serving export alike.
+    control_chars: str = tokenization.DEFAULT_CONTROL_CHARS
 
 
 # Settings that must not change between runs sharing an output_dir, or the
@@ -126,6 +129,13 @@ def _check_output_dir(settings: ClassifierSettings, identity: dict) -> bool:
             f"--output_dir {settings.output_dir!r} holds a run with different "
             f"{', '.join(changed)} ({path}); use a new --output_dir rather than "
             "mixing checkpoints")
+    # Folders written before the rule was recorded carry none: nothing to compare.
+    earlier_rule = previous.get("control_chars")
+    if earlier_rule not in (None, identity["control_chars"]):
+        logging.warning("%s: the run there tokenized with --control_chars=%s, this one "
+                        "with --control_chars=%s; texts with unassigned or private-use "
+                        "characters get other tokens", path, earlier_rule,
+                        identity["control_chars"])
     return False
 
 
@@ -168,7 +178,8 @@ def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
     if settings.do_train or settings.do_eval or settings.do_predict:
         if not os.path.isdir(settings.data_dir):
             raise FileNotFoundError(f"--data_dir {settings.data_dir!r} is not a folder")
-    tokenizer = tokenization.FullTokenizer(source.vocab_file, source.do_lower_case)
+    tokenizer = tokenization.FullTokenizer(source.vocab_file, source.do_lower_case,
+                                           settings.control_chars)
     label_list = [] if is_regression else processor.get_labels()
 
     train_examples, total_train = [], 0
@@ -183,7 +194,8 @@ def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
     test_examples = processor.get_test_examples(settings.data_dir) if settings.do_predict else []
     num_labels = processor.num_labels
     identity = {"task_name": settings.task_name, "max_seq_length": settings.max_seq_length,
-                "num_labels": num_labels, "model": source.config.to_dict()}
+                "num_labels": num_labels, "model": source.config.to_dict(),
+                "control_chars": settings.control_chars}
     new_output_dir = _check_output_dir(settings, identity)
 
     task = ClassificationTask(source.config, num_labels, is_regression, source,
@@ -261,7 +273,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
 
         serving.export_classifier(runner.model, settings.export_dir, source.vocab_file,
                                   source.do_lower_case, settings.max_seq_length,
-                                  label_list, is_regression)
+                                  label_list, is_regression, settings.control_chars)
         logging.info("Exported the serving SavedModel to %s", settings.export_dir)
     return results
 
@@ -269,7 +281,8 @@ def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
 def _log_recipe(settings, config, used, total, features, dev, test) -> None:
     """One line that says what this run does, whatever the flags' defaults."""
     parts = [f"task {settings.task_name}", f"model {_model_description(settings)}",
-             f"max_seq_length {settings.max_seq_length}"]
+             f"max_seq_length {settings.max_seq_length}",
+             f"control_chars {settings.control_chars}"]
     if settings.do_train:
         subset = (f" (a random subset: --max_train_examples={settings.max_train_examples})"
                   if used < total else "")

@@ -42,6 +42,26 @@ def define_model_flags(default_init_checkpoint: str | None = DEFAULT_MODEL) -> N
         "Maximum total input length in WordPiece tokens, [CLS]/[SEP] included.")
 
 
+def define_control_chars_flag() -> None:
+    """`--control_chars`: which control characters tokenization deletes.
+
+    Read it as `FLAGS.control_chars` and hand it to every tokenizer, export
+    and vocabulary learner of the script, so that one run tokenizes alike
+    everywhere.
+    """
+    from bert_tf import tokenization
+
+    flags.DEFINE_enum(
+        "control_chars", tokenization.DEFAULT_CONTROL_CHARS,
+        list(tokenization.CONTROL_CHAR_RULES),
+        "Which control characters tokenization deletes. 'google': only Cc and "
+        "Cf, Google's tokenization.py since its 2019-03-28 change, so unassigned "
+        "(Cn) and private-use (Co) characters, e.g. an emoji newer than Python's "
+        "Unicode tables, become [UNK]. 'huggingface': every C* character, as "
+        "Google's older code and Hugging Face's port do; use it for checkpoints "
+        "fine-tuned with Hugging Face's tokenizer.")
+
+
 def define_tpu_flags() -> None:
     """Google's TPU flags; `--use_tpu` selects the TPU distribution strategy."""
     flags.DEFINE_bool("use_tpu", False, "Run on a TPU (same as --distribution_strategy=tpu).")

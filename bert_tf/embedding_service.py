@@ -294,11 +294,14 @@ class EmbeddingService:
         self.worker.start()
 
     @classmethod
-    def from_pretrained(cls, source, settings: ServiceSettings, model_name: str = ""):
-        """Builds the encoder from a `pretrained.Pretrained` and loads its weights."""
+    def from_pretrained(cls, source, settings: ServiceSettings, model_name: str = "",
+                        control_chars: str = tokenization.DEFAULT_CONTROL_CHARS):
+        """Builds the encoder from a `pretrained.Pretrained` and loads its weights;
+        texts are tokenized with control-character rule `control_chars`."""
+        tokenizer = tokenization.FullTokenizer(source.vocab_file, source.do_lower_case,
+                                               control_chars)
         encoder = modeling.BertEncoder(source.config)
         source.restore(encoder)
-        tokenizer = tokenization.FullTokenizer(source.vocab_file, source.do_lower_case)
         return cls(encoder, tokenizer, settings, model_name)
 
     def max_body_bytes(self) -> int:
@@ -372,6 +375,7 @@ class EmbeddingService:
     def health(self) -> dict:
         s = self.settings
         return {"status": "ok", "model": self.model_name, "dim": self.dim,
+                "control_chars": self.tokenizer.control_chars,
                 "pooling_strategy": s.pooling_strategy, "pooling_layer": s.pooling_layer,
                 "max_seq_len": s.max_seq_len, "max_batch_size": s.max_batch_size,
                 "max_texts_per_request": s.max_texts_per_request, "max_chars": s.max_chars,

@@ -75,6 +75,8 @@ class PretrainingDataConfig:
     dynamic_masking: bool = False
     documents_per_chunk: int = 500
     fair_next_sentence: bool = True
+    # The tokenizer's control-character rule (tokenization.CONTROL_CHAR_RULES).
+    control_chars: str = tokenization.DEFAULT_CONTROL_CHARS
 
     def validate(self) -> None:
         if self.max_seq_length < 5:
@@ -108,6 +110,10 @@ class PretrainingDataConfig:
             raise PretrainingDataError(
                 f"--documents_per_chunk={self.documents_per_chunk} must be >= 2 so that "
                 "a random next segment can come from another document")
+        if self.control_chars not in tokenization.CONTROL_CHAR_RULES:
+            raise PretrainingDataError(
+                f"--control_chars={self.control_chars!r} is not one of "
+                f"{sorted(tokenization.CONTROL_CHAR_RULES)}")
         if self.masking_lexicon and not os.path.isfile(self.masking_lexicon):
             raise PretrainingDataError(
                 f"--masking_lexicon file not found: {self.masking_lexicon}")
@@ -622,7 +628,8 @@ def _run_worker(task: _WorkerTask) -> WorkerStats:
     """Creates and writes the instances of one partition of the documents."""
     start_time = time.perf_counter()
     config = task.config
-    tokenizer = tokenization.FullTokenizer(task.vocab_file, do_lower_case=config.do_lower_case)
+    tokenizer = tokenization.FullTokenizer(task.vocab_file, do_lower_case=config.do_lower_case,
+                                           control_chars=config.control_chars)
     line_tokenizer = LineTokenizer(tokenizer, config)
     rng = _worker_rng(config.random_seed, task.worker_index, task.num_workers)
     maker = InstanceMaker(config, tokenizer.vocab, rng)

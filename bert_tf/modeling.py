@@ -199,6 +199,39 @@ def _layer_norm(config: BertConfig, name: str = "LayerNorm"):
     return keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name=name)
 
 
+def split_heads(x, num_heads: int):
+    """[batch, length, heads * head_size] -> [batch, heads, length, head_size]."""
+    batch, length = tf.shape(x)[0], tf.shape(x)[1]
+    x = tf.reshape(x, [batch, length, num_heads, x.shape[-1] // num_heads])
+    return tf.transpose(x, [0, 2, 1, 3])
+
+
+def merge_heads(x):
+    """[batch, heads, length, head_size] -> [batch, length, heads * head_size]."""
+    batch, length = tf.shape(x)[0], tf.shape(x)[2]
+    x = tf.transpose(x, [0, 2, 1, 3])
+    return tf.reshape(x, [batch, length, x.shape[2] * x.shape[3]])
+
+
+def attend(q, k, v, attention_bias, probs_dropout, training=False):
+    """Scaled dot-product attention over heads-major `[batch, heads, len, size]`.
+
+    `attention_bias` is added to the scores (0 where a query may look, a
+    large negative number where it may not) and broadcasts to
+    `[batch, heads, queries, keys]`: padding for BERT, padding and the
+    causal triangle for GPT-2. Returns the context `[batch, heads, queries,
+    size]` and the softmax weights before dropout.
+    """
+    # Heads-major layout and plain batch matmuls: on a CPU, a third faster
+    # than einsums over [batch, length, heads, head_size], which
+    # transpose inside every product and its gradients.
+    scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(q.shape[-1]))
+    # Softmax in float32 even under mixed precision.
+    scores = tf.cast(scores, tf.float32) + attention_bias
+    probs = tf.cast(tf.nn.softmax(scores, axis=-1), v.dtype)
+    return tf.matmul(probs_dropout(probs, training=training), v), probs
+
+
 def _attention_bias(input_mask):
     """[batch, 1, 1, seq]: padding keys get a large negative score, as in Google's code."""
     mask = tf.cast(input_mask, tf.float32)
@@ -206,8 +239,11 @@ def _attention_bias(input_mask):
 
 
 class _BuiltFromConfig:
-    """For a Keras layer or model whose one argument is a BertConfig (kept
-    as `self.config`): its Keras config is that BertConfig's dict."""
+    """For a Keras layer or model whose one argument is a config dataclass
+    (kept as `self.config`, of class `config_class`): its Keras config is
+    that dataclass's dict."""
+
+    config_class = BertConfig
 
     def get_config(self):
         return {**keras.layers.Layer.get_config(self), "config": self.config.to_dict()}
@@ -215,7 +251,7 @@ class _BuiltFromConfig:
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        return cls(BertConfig.from_dict(config.pop("config")), **config)
+        return cls(cls.config_class.from_dict(config.pop("config")), **config)
 
 
 class _ConfigLayer(_BuiltFromConfig, keras.layers.Layer):
@@ -276,12 +312,6 @@ class SelfAttention(_ConfigLayer):
         self.probs_dropout = Dropout(config.attention_probs_dropout_prob)
         self.output_dropout = Dropout(config.hidden_dropout_prob)
 
-    def _split_heads(self, x):
-        """[batch, length, hidden] -> [batch, heads, length, head_size]."""
-        batch, length = tf.shape(x)[0], tf.shape(x)[1]
-        x = tf.reshape(x, [batch, length, self.num_heads, self.head_size])
-        return tf.transpose(x, [0, 2, 1, 3])
-
     def call(self, x, attention_bias, training=False, return_probs=False,
              query_positions=None):
         # With `query_positions` [batch, Q], only those tokens ask queries
@@ -289,19 +319,11 @@ class SelfAttention(_ConfigLayer):
         # [batch, Q, hidden]: exactly those rows of the full output.
         queries_from = x if query_positions is None else tf.gather(
             x, query_positions, batch_dims=1)
-        # Heads-major layout and plain batch matmuls: on a CPU, a third faster
-        # than einsums over [batch, length, heads, head_size], which
-        # transpose inside every product and its gradients.
-        q = self._split_heads(self.query(queries_from))
-        k = self._split_heads(self.key(x))
-        v = self._split_heads(self.value(x))
-        scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(self.head_size))
-        # Softmax in float32 even under mixed precision.
-        scores = tf.cast(scores, tf.float32) + attention_bias
-        probs = tf.cast(tf.nn.softmax(scores, axis=-1), x.dtype)
-        dropped = self.probs_dropout(probs, training=training)
-        context = tf.transpose(tf.matmul(dropped, v), [0, 2, 1, 3])
-        context = tf.reshape(context, tf.shape(queries_from))
+        q = split_heads(self.query(queries_from), self.num_heads)
+        k = split_heads(self.key(x), self.num_heads)
+        v = split_heads(self.value(x), self.num_heads)
+        context, probs = attend(q, k, v, attention_bias, self.probs_dropout, training)
+        context = merge_heads(context)
         out = self.output_dropout(self.output_dense(context), training=training)
         out = self.output_norm(out + queries_from)
         return (out, probs) if return_probs else out

@@ -1,0 +1,257 @@
+"""GPT-2's byte-level BPE: `encoder.json` + `vocab.bpe`, reversible on any text.
+
+Text becomes UTF-8 bytes, each byte a printable stand-in character (so that
+a vocabulary file never holds spaces or control characters), and words of
+those characters are merged pair by pair in the order `vocab.bpe` lists the
+merges. Before merging, text is cut into pre-tokens by GPT-2's pattern: the
+English contractions, runs of letters, of digits, or of other symbols, each
+with at most one leading space, and runs of whitespace. No merge crosses a
+pre-token, and every byte has a token, so there is no unknown token and
+`decode(encode(text)) == text` for every string.
+
+The ids are those of OpenAI's `encoder.py` and of Hugging Face's
+`GPT2Tokenizer` loaded from the same two files. `vocab.bpe` starts with a
+`#version` line, which both of those skip unread.
+
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> merges = [("h", "e"), ("l", "l"), ("he", "ll"), ("Ġ", "w")]
+    >>> tokenizer = ByteLevelBPE.from_merges(merges)
+    >>> tokenizer.tokenize("hello world")
+    ['hell', 'o', 'Ġw', 'o', 'r', 'l', 'd']
+    >>> tokenizer.save(folder)
+    >>> again = ByteLevelBPE.from_files(os.path.join(folder, "encoder.json"),
+    ...                                 os.path.join(folder, "vocab.bpe"))
+    >>> again.decode(again.encode("hello wörld 🙂")), again.eot_id
+    ('hello wörld 🙂', 260)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Iterable, Sequence
+
+import regex
+
+from bert_tf import atomic_io, text_files
+
+END_OF_TEXT = "<|endoftext|>"
+ENCODER_FILE = "encoder.json"
+MERGES_FILE = "vocab.bpe"
+MERGES_HEADER = "#version: 0.2"
+
+# GPT-2's pre-tokenization pattern. \p{L} and \p{N} are Unicode letters and
+# numbers; `(?!\S)` leaves the last space of a run to the word after it.
+PRETOKEN_PATTERN = regex.compile(
+    r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+
+
+class BPEFileError(ValueError):
+    """An encoder.json or vocab.bpe that cannot be used."""
+
+
+@functools.lru_cache(maxsize=None)
+def byte_to_unicode() -> dict[int, str]:
+    """Byte -> the character that stands for it in vocabulary files.
+
+    Printable Latin-1 bytes (`!`..`~`, `¡`..`¬`, `®`..`ÿ`) stand for
+    themselves; the other 68 (controls, space, DEL, NBSP, soft hyphen) get
+    code points 256, 257, ... in byte order: space becomes `Ġ`, newline `Ċ`.
+    The 256 base tokens of a GPT-2 vocabulary are these characters in code
+    point order.
+
+    >>> byte_to_unicode()[ord(" ")], byte_to_unicode()[ord("\\n")], byte_to_unicode()[ord("A")]
+    ('Ġ', 'Ċ', 'A')
+    """
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    table = {b: chr(b) for b in printable}
+    for offset, b in enumerate(b for b in range(256) if b not in table):
+        table[b] = chr(256 + offset)
+    return table
+
+
+def base_tokens() -> list[str]:
+    """The 256 single-byte tokens in GPT-2's order (ids 0-255)."""
+    return sorted(byte_to_unicode().values())
+
+
+def pretokenize(text: str) -> list[str]:
+    """GPT-2's pre-tokens of `text`, still as text."""
+    return PRETOKEN_PATTERN.findall(text)
+
+
+def to_byte_chars(pretoken: str) -> str:
+    """A pre-token's UTF-8 bytes, each as its stand-in character."""
+    table = byte_to_unicode()
+    return "".join(table[b] for b in pretoken.encode("utf-8"))
+
+
+def read_encoder(path: str) -> dict[str, int]:
+    values = text_files.read_json(path, "BPE encoder file", error=BPEFileError)
+    if not isinstance(values, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+            for k, v in values.items()):
+        raise BPEFileError(f"{path}: expected a JSON object of token -> integer id")
+    if len(set(values.values())) != len(values):
+        raise BPEFileError(f"{path}: two tokens share an id")
+    return values
+
+
+def read_merges(path: str) -> list[tuple[str, str]]:
+    """The merges of a `vocab.bpe` / `merges.txt` file, in rank order."""
+    merges = []
+    for number, line in text_files.read_lines(path):
+        line = line.rstrip("\r\n")
+        if number == 1 and line.startswith("#version"):
+            continue
+        if not line:
+            continue
+        parts = line.split(" ")
+        if len(parts) != 2 or not all(parts):
+            raise BPEFileError(f"{path}:{number}: expected two tokens separated by one space, "
+                               f"got {line!r}")
+        merges.append((parts[0], parts[1]))
+    return merges
+
+
+class ByteLevelBPE:
+    """GPT-2's tokenizer: `encode` text to ids, `decode` ids to text.
+
+    `errors` is how `decode` treats byte sequences that are not UTF-8 (a
+    sample cut inside a character): "replace", as OpenAI's code, by default.
+    """
+
+    _CACHE_LIMIT = 1 << 18
+
+    def __init__(self, encoder: dict[str, int], merges: Sequence[tuple[str, str]],
+                 errors: str = "replace", source: str = "vocabulary"):
+        self.encoder = dict(encoder)
+        self.decoder = {i: t for t, i in self.encoder.items()}
+        self.merges = [tuple(m) for m in merges]
+        self.ranks = {pair: rank for rank, pair in reversed(list(enumerate(self.merges)))}
+        self.errors = errors
+        missing = [t for t in base_tokens() if t not in self.encoder]
+        if missing:
+            raise BPEFileError(f"{source}: {len(missing)} single-byte token(s) missing, "
+                               f"e.g. {missing[0]!r}: not a byte-level vocabulary")
+        for a, b in self.merges:
+            if a + b not in self.encoder:
+                raise BPEFileError(f"{source}: merge {a!r} {b!r} gives {a + b!r}, "
+                                   "which the encoder lacks")
+        self._byte_decoder = {c: b for b, c in byte_to_unicode().items()}
+        self._cache: dict[str, tuple[str, ...]] = {}
+
+    @classmethod
+    def from_files(cls, encoder_file: str, merges_file: str, **kwargs) -> "ByteLevelBPE":
+        return cls(read_encoder(encoder_file), read_merges(merges_file),
+                   source=f"{encoder_file} + {merges_file}", **kwargs)
+
+    @classmethod
+    def from_folder(cls, folder: str, **kwargs) -> "ByteLevelBPE":
+        """OpenAI's file names (`encoder.json`, `vocab.bpe`) or Hugging
+        Face's (`vocab.json`, `merges.txt`)."""
+        for encoder, merges in ((ENCODER_FILE, MERGES_FILE), ("vocab.json", "merges.txt")):
+            if os.path.exists(os.path.join(folder, encoder)):
+                return cls.from_files(os.path.join(folder, encoder),
+                                      os.path.join(folder, merges), **kwargs)
+        raise FileNotFoundError(f"No {ENCODER_FILE} or vocab.json in {folder}")
+
+    @classmethod
+    def from_merges(cls, merges: Sequence[tuple[str, str]],
+                    special_tokens: Sequence[str] = (END_OF_TEXT,)) -> "ByteLevelBPE":
+        """A vocabulary in GPT-2's order: 256 bytes, merges, special tokens."""
+        tokens = base_tokens()
+        seen = set(tokens)
+        for a, b in merges:
+            if a + b not in seen:
+                seen.add(a + b)
+                tokens.append(a + b)
+        tokens += [t for t in special_tokens if t not in seen]
+        return cls({t: i for i, t in enumerate(tokens)}, merges)
+
+    @property
+    def vocab_size(self) -> int:
+        return max(self.decoder) + 1
+
+    @property
+    def eot_id(self) -> int | None:
+        """The id of `<|endoftext|>`, GPT-2's document separator, if present."""
+        return self.encoder.get(END_OF_TEXT)
+
+    def save(self, folder: str, encoder_file: str = ENCODER_FILE,
+             merges_file: str = MERGES_FILE) -> None:
+        """Writes the encoder (JSON) and the merges (with the version line)."""
+        ordered = dict(sorted(self.encoder.items(), key=lambda item: item[1]))
+        atomic_io.write_text(os.path.join(folder, encoder_file),
+                             json.dumps(ordered, ensure_ascii=False) + "\n")
+        atomic_io.write_text(os.path.join(folder, merges_file),
+                             MERGES_HEADER + "\n" + "".join(f"{a} {b}\n" for a, b in self.merges))
+
+    def bpe(self, word: str) -> tuple[str, ...]:
+        """Merges one pre-token (in stand-in characters) into its tokens.
+
+        Each round merges every occurrence, left to right, of the adjacent
+        pair whose merge ranks first, until no adjacent pair has a rank.
+        """
+        cached = self._cache.get(word)
+        if cached is not None:
+            return cached
+        parts = list(word)
+        ranks = self.ranks
+        while len(parts) > 1:
+            best = min(zip(parts, parts[1:]), key=lambda pair: ranks.get(pair, len(ranks)))
+            if best not in ranks:
+                break
+            merged, i = [], 0
+            while i < len(parts):
+                if i + 1 < len(parts) and parts[i] == best[0] and parts[i + 1] == best[1]:
+                    merged.append(best[0] + best[1])
+                    i += 2
+                else:
+                    merged.append(parts[i])
+                    i += 1
+            parts = merged
+        result = tuple(parts)
+        if len(self._cache) >= self._CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[word] = result
+        return result
+
+    def tokenize(self, text: str) -> list[str]:
+        """The tokens of `text`, in stand-in characters."""
+        return [token for pretoken in pretokenize(text)
+                for token in self.bpe(to_byte_chars(pretoken))]
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`. `<|endoftext|>` in the text is plain text;
+        append `eot_id` between documents instead."""
+        encoder = self.encoder
+        return [encoder[token] for token in self.tokenize(text)]
+
+    def document_ids(self, text: str) -> list[int]:
+        """One document of GPT-2's training stream: its ids, then `<|endoftext|>`."""
+        if self.eot_id is None:
+            raise ValueError(f"the vocabulary has no {END_OF_TEXT} token to end documents with")
+        return self.encode(text) + [self.eot_id]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        tokens = []
+        for i in ids:
+            token = self.decoder.get(int(i))
+            if token is None:
+                raise KeyError(f"token id {int(i)} is not in the vocabulary "
+                               f"(size {self.vocab_size})")
+            tokens.append(token)
+        return self.decode_tokens(tokens)
+
+    def decode_tokens(self, tokens: Iterable[str]) -> str:
+        # A character outside the byte alphabet can only come from a special
+        # token added by hand; it stands for its own UTF-8 bytes.
+        byte_decoder = self._byte_decoder
+        data = bytearray()
+        for char in "".join(tokens):
+            byte = byte_decoder.get(char)
+            data.extend(char.encode("utf-8") if byte is None else (byte,))
+        return data.decode("utf-8", errors=self.errors)

@@ -101,13 +101,12 @@ def _features(run_squad, tokenization, job):
 
 
 def _predictions(run_squad, tokenization, job):
-    """write_predictions of Google's code for the given logits (one list per feature)."""
+    """write_predictions of Google's code for the given logits (one row per
+    feature), once per entry of job["runs"] (flags and output folder)."""
     import numpy as np
 
     tokenizer = tokenization.FullTokenizer(job["vocab_file"], do_lower_case=job["do_lower_case"])
     flags = run_squad.FLAGS
-    flags.version_2_with_negative = job["version_2_with_negative"]
-    flags.null_score_diff_threshold = job["null_score_diff_threshold"]
     examples = run_squad.read_squad_examples(job["squad_file"], False)
     features = []
     run_squad.convert_examples_to_features(
@@ -118,15 +117,21 @@ def _predictions(run_squad, tokenization, job):
                                    start_logits=[float(x) for x in logits["start"][i]],
                                    end_logits=[float(x) for x in logits["end"][i]])
                for i, f in enumerate(features)]
-    out = job["output_dir"]
-    files = [os.path.join(out, name) for name in
-             ("predictions.json", "nbest_predictions.json", "null_odds.json")]
-    try:
-        run_squad.write_predictions(examples, features, results, job["n_best_size"],
-                                    job["max_answer_length"], job["do_lower_case"], *files)
-    except Exception as error:  # the crash the tests document
-        return {"error": f"{type(error).__name__}: {error}"}
-    return {"files": files}
+    outcomes = []
+    for run in job["runs"]:
+        flags.version_2_with_negative = run["version_2_with_negative"]
+        flags.null_score_diff_threshold = run["null_score_diff_threshold"]
+        out = run["output_dir"]
+        os.makedirs(out, exist_ok=True)
+        files = [os.path.join(out, name) for name in
+                 ("predictions.json", "nbest_predictions.json", "null_odds.json")]
+        try:
+            run_squad.write_predictions(examples, features, results, run["n_best_size"],
+                                        run["max_answer_length"], job["do_lower_case"], *files)
+            outcomes.append({"files": files})
+        except Exception as error:  # the failure the tests document
+            outcomes.append({"error": f"{type(error).__name__}: {error}"})
+    return {"runs": outcomes, "num_features": len(features)}
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ The ids are those of OpenAI's `encoder.py` and of Hugging Face's
 from __future__ import annotations
 
 import functools
+import heapq
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -72,6 +73,10 @@ def byte_to_unicode() -> dict[int, str]:
     return table
 
 
+_STAND_IN = {b: c for b, c in byte_to_unicode().items()}
+_BYTE_OF = {ord(c): b for b, c in byte_to_unicode().items()}
+
+
 def base_tokens() -> list[str]:
     """The 256 single-byte tokens in GPT-2's order (ids 0-255)."""
     return sorted(byte_to_unicode().values())
@@ -84,8 +89,9 @@ def pretokenize(text: str) -> list[str]:
 
 def to_byte_chars(pretoken: str) -> str:
     """A pre-token's UTF-8 bytes, each as its stand-in character."""
-    table = byte_to_unicode()
-    return "".join(table[b] for b in pretoken.encode("utf-8"))
+    # Latin-1 turns each byte into the code point of the same number, which
+    # one translate call then maps to its stand-in.
+    return pretoken.encode("utf-8").decode("latin-1").translate(_STAND_IN)
 
 
 def read_encoder(path: str) -> dict[str, int]:
@@ -140,8 +146,8 @@ class ByteLevelBPE:
             if a + b not in self.encoder:
                 raise BPEFileError(f"{source}: merge {a!r} {b!r} gives {a + b!r}, "
                                    "which the encoder lacks")
-        self._byte_decoder = {c: b for b, c in byte_to_unicode().items()}
         self._cache: dict[str, tuple[str, ...]] = {}
+        self._ids_cache: dict[str, tuple[int, ...]] = {}
 
     @classmethod
     def from_files(cls, encoder_file: str, merges_file: str, **kwargs) -> "ByteLevelBPE":
@@ -192,28 +198,44 @@ class ByteLevelBPE:
     def bpe(self, word: str) -> tuple[str, ...]:
         """Merges one pre-token (in stand-in characters) into its tokens.
 
-        Each round merges every occurrence, left to right, of the adjacent
-        pair whose merge ranks first, until no adjacent pair has a rank.
+        OpenAI's rule: each round takes the adjacent pair whose merge ranks
+        first and merges all its occurrences, left to right without
+        overlaps, until no adjacent pair has a rank. Done with a heap of
+        (rank, position) so that a long pre-token (a Chinese sentence is
+        one) costs n log n, not n squared: each round pops every entry of
+        the best rank, then merges them in position order.
         """
         cached = self._cache.get(word)
         if cached is not None:
             return cached
-        parts = list(word)
         ranks = self.ranks
-        while len(parts) > 1:
-            best = min(zip(parts, parts[1:]), key=lambda pair: ranks.get(pair, len(ranks)))
-            if best not in ranks:
-                break
-            merged, i = [], 0
-            while i < len(parts):
-                if i + 1 < len(parts) and parts[i] == best[0] and parts[i + 1] == best[1]:
-                    merged.append(best[0] + best[1])
-                    i += 2
-                else:
-                    merged.append(parts[i])
-                    i += 1
-            parts = merged
-        result = tuple(parts)
+        parts = list(word)
+        following = list(range(1, len(parts) + 1))  # len(parts) = none
+        preceding = list(range(-1, len(parts) - 1))
+        heap = [(ranks[pair], i) for i, pair in enumerate(zip(parts, parts[1:])) if pair in ranks]
+        heapq.heapify(heap)
+        while heap:
+            rank = heap[0][0]
+            starts = []
+            while heap and heap[0][0] == rank:
+                starts.append(heapq.heappop(heap)[1])
+            first, second = self.merges[rank]
+            for i in sorted(starts):
+                j = following[i]
+                # An entry is stale when a merge since has changed its pair.
+                if parts[i] != first or j >= len(parts) or parts[j] != second:
+                    continue
+                parts[i], parts[j] = first + second, None
+                following[i] = following[j]
+                if following[i] < len(parts):
+                    preceding[following[i]] = i
+                for left in (preceding[i], i):
+                    right = following[left] if left >= 0 else len(parts)
+                    if left >= 0 and right < len(parts):
+                        pair_rank = ranks.get((parts[left], parts[right]))
+                        if pair_rank is not None:
+                            heapq.heappush(heap, (pair_rank, left))
+        result = tuple(p for p in parts if p is not None)
         if len(self._cache) >= self._CACHE_LIMIT:
             self._cache.clear()
         self._cache[word] = result
@@ -227,8 +249,18 @@ class ByteLevelBPE:
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`. `<|endoftext|>` in the text is plain text;
         append `eot_id` between documents instead."""
-        encoder = self.encoder
-        return [encoder[token] for token in self.tokenize(text)]
+        # Real text repeats its words: each distinct pre-token is looked up
+        # once and its ids remembered.
+        cache, ids = self._ids_cache, []
+        for pretoken in pretokenize(text):
+            known = cache.get(pretoken)
+            if known is None:
+                known = tuple(self.encoder[t] for t in self.bpe(to_byte_chars(pretoken)))
+                if len(cache) >= self._CACHE_LIMIT:
+                    cache.clear()
+                cache[pretoken] = known
+            ids.extend(known)
+        return ids
 
     def document_ids(self, text: str) -> list[int]:
         """One document of GPT-2's training stream: its ids, then `<|endoftext|>`."""
@@ -247,11 +279,13 @@ class ByteLevelBPE:
         return self.decode_tokens(tokens)
 
     def decode_tokens(self, tokens: Iterable[str]) -> str:
-        # A character outside the byte alphabet can only come from a special
-        # token added by hand; it stands for its own UTF-8 bytes.
-        byte_decoder = self._byte_decoder
-        data = bytearray()
-        for char in "".join(tokens):
-            byte = byte_decoder.get(char)
-            data.extend(char.encode("utf-8") if byte is None else (byte,))
+        text = "".join(tokens)
+        try:
+            data = text.translate(_BYTE_OF).encode("latin-1")
+        except UnicodeEncodeError:
+            # A character outside the byte alphabet can only come from a
+            # special token added by hand; it stands for its UTF-8 bytes.
+            data = b"".join(char.translate(_BYTE_OF).encode("latin-1")
+                            if ord(char.translate(_BYTE_OF)) < 256 else char.encode("utf-8")
+                            for char in text)
         return data.decode("utf-8", errors=self.errors)

@@ -165,6 +165,17 @@ def causal_attention_bias(query_length, key_length, key_mask=None, query_offset=
     return bias
 
 
+def _write_slots(cache, new, index):
+    """`cache` `[batch, heads, slots, size]` with slots `index...` replaced by
+    `new` `[batch, heads, n, size]`. Plain TensorFlow ops (a pad and a
+    select), so it runs with or without XLA and in a SavedModel."""
+    slots, count = tf.shape(cache)[2], tf.shape(new)[2]
+    padded = tf.pad(new, [[0, 0], [0, 0], [index, slots - index - count], [0, 0]])
+    written = tf.range(slots)
+    written = (written >= index) & (written < index + count)
+    return tf.where(written[tf.newaxis, tf.newaxis, :, tf.newaxis], padded, cache)
+
+
 class _GPT2Layer(modeling._BuiltFromConfig, keras.layers.Layer):
     """A layer built from a GPT2Config alone."""
 
@@ -202,9 +213,8 @@ class GPT2Attention(_GPT2Layer):
         q, k, v = tf.split(self.c_attn(x), 3, axis=-1)
         q, k, v = (modeling.split_heads(t, heads) for t in (q, k, v))
         if cache is not None:
-            start = [0, 0, cache_index, 0]
-            k = keras.ops.slice_update(cache[:, 0], start, tf.cast(k, cache.dtype))
-            v = keras.ops.slice_update(cache[:, 1], start, tf.cast(v, cache.dtype))
+            k = _write_slots(cache[:, 0], tf.cast(k, cache.dtype), cache_index)
+            v = _write_slots(cache[:, 1], tf.cast(v, cache.dtype), cache_index)
             cache = tf.stack([k, v], axis=1)
         context, _ = modeling.attend(q, k, v, attention_bias, self.attn_dropout, training)
         out = self.resid_dropout(self.c_proj(modeling.merge_heads(context)), training=training)

@@ -1,0 +1,206 @@
+"""Text generation with a GPT-2: greedy or sampled, batched, with a key/value cache.
+
+`generate(model, prompts, max_new_tokens, ...)` continues each prompt (a
+list of token ids). Prompts of different lengths are left-padded into one
+batch; each row's positions start at 0 at its first real token and the
+padding is hidden from attention, so a row's continuation does not depend
+on the others'.
+
+Each step's logits go through, in this order (the order of GPT2-Chinese's
+`sample_sequence` and of Hugging Face's `generate`):
+  1. repetition penalty: every token already in the row (prompt included)
+     has its logit divided by `repetition_penalty` when positive and
+     multiplied by it when negative, so it always becomes less likely
+     (CTRL's rule, as Hugging Face applies it);
+  2. `top_k=1`: the arg max (greedy); otherwise division by `temperature`;
+  3. `top_k` > 1: only the k largest logits stay;
+  4. `top_p` < 1: only the smallest set of most likely tokens whose
+     probabilities sum to at least `top_p` stays (nucleus sampling);
+  5. a draw from the softmax, by the Gumbel-max trick with noise from a
+     stateless generator keyed by (`seed`, step): the same seed gives the
+     same samples, with or without the cache.
+
+With the cache (the default), the prompt runs once and each new token then
+costs one position: its keys and values are appended to every layer's cache
+instead of recomputing the whole sequence. `use_cache=False` recomputes it
+(the reference the cache is tested against).
+
+    >>> from bert_tf import gpt2
+    >>> model = gpt2.GPT2LM(gpt2.GPT2Config(n_vocab=30, n_ctx=16, n_embd=16, n_head=2, n_layer=1))
+    >>> out = generate(model, [[1, 2, 3], [4]], max_new_tokens=4, top_k=1)
+    >>> [len(row) for row in out], out == generate(model, [[1, 2, 3], [4]], 4, top_k=1, use_cache=False)
+    ([4, 4], True)
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+
+import tensorflow as tf
+from absl import logging
+
+_NEG_INF = float("-inf")
+
+
+def check_sampling(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                   repetition_penalty: float = 1.0) -> None:
+    """Raises ValueError naming the first setting out of its range."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise ValueError(f"top_k must be an integer >= 0 (0: no limit, 1: greedy), got {top_k!r}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if not repetition_penalty > 0:
+        raise ValueError(f"repetition_penalty must be > 0, got {repetition_penalty}")
+
+
+def penalize_repetition(logits, seen, penalty: float):
+    """`logits` `[batch, vocab]` with the tokens where `seen` is true made
+    less likely: positive logits divided by `penalty`, negative multiplied."""
+    if penalty == 1.0:
+        return logits
+    penalized = tf.where(logits > 0, logits / penalty, logits * penalty)
+    return tf.where(seen, penalized, logits)
+
+
+def filter_top_k(logits, k: int):
+    """Logits outside each row's k largest become -inf (k = 0: no limit)."""
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = tf.math.top_k(logits, k=k).values[:, -1:]
+    return tf.where(logits < kth, _NEG_INF, logits)
+
+
+def filter_top_p(logits, p: float):
+    """Keeps each row's most likely tokens until their probability sum
+    reaches `p` (always the most likely one); the others become -inf."""
+    if p >= 1.0:
+        return logits
+    ordered = tf.sort(logits, axis=-1, direction="DESCENDING")
+    before = tf.cumsum(tf.nn.softmax(ordered, axis=-1), axis=-1, exclusive=True)
+    kept = tf.where(before < p, ordered, float("inf"))
+    smallest_kept = tf.reduce_min(kept, axis=-1, keepdims=True)
+    return tf.where(logits < smallest_kept, _NEG_INF, logits)
+
+
+def next_tokens(logits, seen, step, seed: int, temperature=1.0, top_k=0, top_p=1.0,
+                repetition_penalty=1.0):
+    """One token per row from `logits` `[batch, vocab]` (float32)."""
+    logits = penalize_repetition(tf.cast(logits, tf.float32), seen, repetition_penalty)
+    if top_k == 1:
+        return tf.argmax(logits, axis=-1, output_type=tf.int32)
+    logits = filter_top_p(filter_top_k(logits / temperature, top_k), top_p)
+    uniform = tf.random.stateless_uniform(tf.shape(logits), seed=[seed, step],
+                                          minval=1e-20, maxval=1.0)
+    return tf.argmax(logits - tf.math.log(-tf.math.log(uniform)), axis=-1, output_type=tf.int32)
+
+
+def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int):
+    length = max(len(p) for p in prompts)
+    ids = [[pad_id] * (length - len(p)) + list(p) for p in prompts]
+    mask = [[0] * (length - len(p)) + [1] * len(p) for p in prompts]
+    return tf.constant(ids, tf.int32), tf.constant(mask, tf.int32)
+
+
+def _fit_prompts(prompts, max_new_tokens: int, n_ctx: int):
+    if not prompts:
+        raise ValueError("no prompts given")
+    if not 0 < max_new_tokens < n_ctx:
+        raise ValueError(f"max_new_tokens must be in [1, n_ctx - 1] = [1, {n_ctx - 1}], "
+                         f"got {max_new_tokens}")
+    room = n_ctx - max_new_tokens
+    fitted = []
+    for i, prompt in enumerate(prompts):
+        prompt = [int(t) for t in prompt]
+        if not prompt:
+            raise ValueError(f"prompt {i} is empty: give at least one token "
+                             "(for unconditional text, the end-of-text token)")
+        if len(prompt) > room:
+            logging.warning("Prompt %d has %d tokens; keeping its last %d so that %d new "
+                            "tokens fit in n_ctx=%d", i, len(prompt), room, max_new_tokens, n_ctx)
+            prompt = prompt[-room:]
+        fitted.append(prompt)
+    return fitted
+
+
+def generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
+             temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+             repetition_penalty: float = 1.0, stop_token_ids: Sequence[int] = (),
+             seed: int = 0, use_cache: bool = True, pad_id: int = 0) -> list[list[int]]:
+    """Continues each prompt by up to `max_new_tokens` tokens.
+
+    Returns, per prompt, the new tokens only, ending before the first stop
+    token. A prompt that leaves fewer than `max_new_tokens` positions of
+    `n_ctx` keeps only its last tokens (with a warning).
+    """
+    check_sampling(temperature, top_k, top_p, repetition_penalty)
+    vocab = model.config.n_vocab
+    prompts = _fit_prompts(prompts, max_new_tokens, model.config.n_ctx)
+    for i, prompt in enumerate(prompts):
+        bad = [t for t in prompt if not 0 <= t < vocab]
+        if bad:
+            raise ValueError(f"prompt {i} has token id {bad[0]}, outside the model's "
+                             f"vocabulary of {vocab}")
+    ids, mask = _left_pad(prompts, pad_id)
+    batch, prompt_length = ids.shape
+    total = prompt_length + max_new_tokens
+    # Row r's token in slot j sits at position j - (padding of row r).
+    padding = prompt_length - tf.reduce_sum(mask, axis=1, keepdims=True)
+    positions = tf.maximum(tf.range(total)[tf.newaxis, :] - padding, 0)
+    key_mask = tf.concat([mask, tf.ones([batch, max_new_tokens], tf.int32)], axis=1)
+    seen = tf.reduce_max(tf.one_hot(ids, vocab, dtype=tf.int32) * mask[:, :, tf.newaxis],
+                         axis=1) > 0
+    sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p,
+                    repetition_penalty=repetition_penalty)
+
+    if use_cache:
+        step_fn = _cached_step(model)
+        cache = model.empty_cache(batch, total)
+        logits, cache = step_fn(ids, positions[:, :prompt_length], cache,
+                                tf.constant(0), key_mask)
+    else:
+        logits = model({"token_ids": ids, "padding_mask": mask,
+                        "positions": positions[:, :prompt_length]})
+    logits = logits[:, -1]
+
+    stop = tf.constant(list(stop_token_ids) or [-1], tf.int32)
+    finished = tf.zeros([batch], tf.bool)
+    generated = []
+    for step in range(max_new_tokens):
+        token = next_tokens(logits, seen, step, seed, **sampling)
+        generated.append(token)
+        finished |= tf.reduce_any(token[:, tf.newaxis] == stop[tf.newaxis, :], axis=1)
+        if step == max_new_tokens - 1 or bool(tf.reduce_all(finished)):
+            break
+        seen |= tf.one_hot(token, vocab, dtype=tf.int32) > 0
+        slot = prompt_length + step
+        if use_cache:
+            logits, cache = step_fn(token[:, tf.newaxis], positions[:, slot:slot + 1], cache,
+                                    tf.constant(slot), key_mask)
+            logits = logits[:, -1]
+        else:
+            ids = tf.concat([ids, token[:, tf.newaxis]], axis=1)
+            logits = model({"token_ids": ids, "padding_mask": key_mask[:, :slot + 1],
+                            "positions": positions[:, :slot + 1]})[:, -1]
+
+    rows = tf.stack(generated, axis=1).numpy().tolist()
+    stops = set(int(t) for t in stop_token_ids)
+    out = []
+    for row in rows:
+        ends = [i for i, t in enumerate(row) if t in stops]
+        out.append(row[:ends[0]] if ends else row)
+    return out
+
+
+# One traced step per model (its shapes are fixed, so it traces twice: the
+# prompt and a single token), kept beside the model rather than on it.
+_STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _cached_step(model):
+    step = _STEPS.get(model)
+    if step is None:
+        step = _STEPS[model] = tf.function(model.call_with_cache, reduce_retracing=True)
+    return step

@@ -111,6 +111,77 @@ def _gather_ranges(values: tf.Tensor, starts: tf.Tensor, lengths: tf.Tensor) -> 
     return tf.gather(values, tf.ragged.range(starts, starts + lengths))
 
 
+def final_text_span(tokenizer, pred_text, orig_text):
+    """Google's `get_final_text`, batched: where its answer lies in `orig_text`.
+
+    `pred_text` [batch] is the predicted pieces detokenized ("##" joins
+    removed), `orig_text` [batch] the words they came from, joined by single
+    spaces; `tokenizer` is a `GraphTokenizer` (its basic tokenization is
+    the one Google applies to `orig_text`). Returns int64 [batch] (first,
+    last) code point of the answer in `orig_text`, inclusive: the part
+    aligned with the first occurrence of `pred_text` in the basic-tokenized
+    `orig_text` when both have equally many non-space characters, else
+    all of `orig_text`.
+
+    >>> import os, tempfile
+    >>> vocab_file = os.path.join(tempfile.mkdtemp(), "vocab.txt")
+    >>> with open(vocab_file, "w", encoding="utf-8") as f:
+    ...     _ = f.write("[PAD]\\n[UNK]\\n[CLS]\\n[SEP]\\n[MASK]\\n")
+    >>> tokenizer = text_graph.GraphTokenizer(vocab_file, do_lower_case=True)
+    >>> first, last = final_text_span(tokenizer, tf.constant(["steve smith", "cafe"]),
+    ...                               tf.constant(["Steve Smith's", "Cafe\u0301!"]))
+    >>> first.numpy().tolist(), last.numpy().tolist()
+    ([0, 0], [10, 5])
+    """
+    tok_text = tf.strings.reduce_join(
+        tf.strings.split(tokenizer.normalize(orig_text)), axis=-1, separator=" ")
+    # str.find, in bytes: a UTF-8 string matches only at character starts.
+    tok_bytes = tf.strings.length(tok_text)
+    pred_bytes = tf.strings.length(pred_text)
+    candidates = tf.ragged.range(tf.maximum(tok_bytes - pred_bytes + 1, 0))
+    rows = candidates.value_rowids()
+    matches = tf.equal(
+        tf.strings.substr(tf.gather(tok_text, rows), candidates.flat_values,
+                          tf.gather(pred_bytes, rows)),
+        tf.gather(pred_text, rows))
+    no_match = tf.reduce_max(tok_bytes) + 1
+    first_byte = tf.math.unsorted_segment_min(
+        tf.where(matches, candidates.flat_values, tf.cast(no_match, tf.int32)),
+        rows, tf.shape(tok_text)[0])
+    found = (first_byte < tf.cast(no_match, tf.int32)) & (pred_bytes > 0)
+    first_byte = tf.where(found, first_byte, 0)
+    start = tf.cast(tf.strings.length(tf.strings.substr(
+        tok_text, tf.zeros_like(first_byte), first_byte), unit="UTF8_CHAR"), tf.int64)
+
+    tok_chars = tf.strings.unicode_decode(tok_text, "UTF-8")
+    orig_chars = tf.strings.unicode_decode(orig_text, "UTF-8")
+    pred_chars = tf.strings.unicode_decode(pred_text, "UTF-8")
+    tok_spaces = tf.equal(tok_chars, 32)
+    orig_kept = tf.not_equal(orig_chars, 32)
+    aligned = found & tf.equal(_count_per_row(orig_kept), _count_per_row(~tok_spaces))
+    # The non-space index of the match's first and last characters.
+    before = tf.ragged.range(tok_chars.row_lengths()) < start[:, None]
+    ns_first = start - _count_per_row(before & tok_spaces)
+    ns_last = ns_first + _count_per_row(tf.not_equal(pred_chars, 32)) - 1
+    # ... and where those non-space characters lie in orig_text.
+    kept = tf.cast(orig_kept.flat_values, tf.int64)
+    ns_index = tf.cumsum(kept) - 1 - tf.gather(
+        tf.concat([[0], tf.cumsum(kept)], 0), _flat_row_start(orig_kept))
+    position = tf.ragged.range(orig_chars.row_lengths()).flat_values
+    rows = orig_kept.value_rowids()
+    nrows = tf.shape(orig_text)[0]
+
+    def locate(ns):
+        hit = orig_kept.flat_values & tf.equal(ns_index, tf.gather(ns, rows))
+        return tf.math.unsorted_segment_min(
+            tf.where(hit, position, tf.int64.max), rows, nrows)
+
+    whole_last = orig_chars.row_lengths() - 1
+    first = tf.where(aligned, locate(ns_first), 0)
+    last = tf.where(aligned, locate(ns_last), whole_last)
+    return first, last
+
+
 class SquadAnswerer(tf.Module):
     """A span model, its tokenizer and Google's SQuAD decoding, exportable."""
 
@@ -170,7 +241,7 @@ class SquadAnswerer(tf.Module):
         each piece its word's index in the context."""
         per_word = self.tokenizer.tokenize(words.flat_values)  # [words, (pieces)]
         doc = tf.RaggedTensor.from_row_splits(
-            per_word.values, tf.gather(per_word.row_splits, words.row_splits))
+            per_word.values, tf.gather(per_word.row_splits, words.row_splits), validate=False)
         flat_word = per_word.value_rowids()
         word_in_context = (tf.range(tf.shape(words.flat_values, out_type=tf.int64)[0])
                            - _flat_row_start(words))
@@ -228,7 +299,7 @@ class SquadAnswerer(tf.Module):
     def _max_context(self, starts, length, owner, doc_index, in_doc):
         """[windows, seq] bool: the piece at this position has its maximal
         context in this window (Google's `_check_is_max_context`)."""
-        lengths = tf.RaggedTensor.from_row_splits(length, starts.row_splits)
+        lengths = tf.RaggedTensor.from_row_splits(length, starts.row_splits, validate=False)
         other_start = tf.gather(starts.to_tensor(0), owner)[:, None, :]  # [W, 1, K]
         other_length = tf.gather(lengths.to_tensor(0), owner)[:, None, :]
         piece = doc_index[:, :, None]  # [W, seq, 1]
@@ -264,7 +335,8 @@ class SquadAnswerer(tf.Module):
         # Google's candidates in order: window, start rank, end rank; the
         # stable sort keeps the first of equal scores. One -inf sentinel
         # column keeps questions without windows well-defined.
-        per_question = tf.RaggedTensor.from_value_rowids(score, window["owner"], nrows=batch)
+        per_question = tf.RaggedTensor.from_value_rowids(score, window["owner"], nrows=batch,
+                                                         validate=False)
         flat = per_question.merge_dims(1, 2).to_tensor(_NO_SCORE)
         flat = tf.concat([flat, tf.fill([batch, 1], tf.constant(_NO_SCORE, tf.float64))], axis=1)
         choice = _first_max(flat)
@@ -283,60 +355,9 @@ class SquadAnswerer(tf.Module):
         span_end = tf.cast(tf.gather(tf.gather(end_at, chosen), rank % n, batch_dims=1),
                            tf.int64)
         null = tf.RaggedTensor.from_value_rowids(start_logits[:, 0] + end_logits[:, 0],
-                                                 window["owner"], nrows=batch)
+                                                 window["owner"], nrows=batch, validate=False)
         null_score = tf.reduce_min(null, axis=1)
         return found, chosen, span_start, span_end, best_score, null_score
-
-    def _final_text(self, pred_text, orig_text):
-        """Google's `get_final_text`: (first, last) code point of the answer
-        inside `orig_text`, the whole of it when the alignment fails."""
-        tok_text = tf.strings.reduce_join(
-            tf.strings.split(self.tokenizer.normalize(orig_text)), axis=-1, separator=" ")
-        # str.find, in bytes: a UTF-8 string matches only at character starts.
-        tok_bytes = tf.strings.length(tok_text)
-        pred_bytes = tf.strings.length(pred_text)
-        candidates = tf.ragged.range(tf.maximum(tok_bytes - pred_bytes + 1, 0))
-        rows = candidates.value_rowids()
-        matches = tf.equal(
-            tf.strings.substr(tf.gather(tok_text, rows), candidates.flat_values,
-                              tf.gather(pred_bytes, rows)),
-            tf.gather(pred_text, rows))
-        no_match = tf.reduce_max(tok_bytes) + 1
-        first_byte = tf.math.unsorted_segment_min(
-            tf.where(matches, candidates.flat_values, tf.cast(no_match, tf.int32)),
-            rows, tf.shape(tok_text)[0])
-        found = (first_byte < tf.cast(no_match, tf.int32)) & (pred_bytes > 0)
-        first_byte = tf.where(found, first_byte, 0)
-        start = tf.cast(tf.strings.length(tf.strings.substr(
-            tok_text, tf.zeros_like(first_byte), first_byte), unit="UTF8_CHAR"), tf.int64)
-
-        tok_chars = tf.strings.unicode_decode(tok_text, "UTF-8")
-        orig_chars = tf.strings.unicode_decode(orig_text, "UTF-8")
-        pred_chars = tf.strings.unicode_decode(pred_text, "UTF-8")
-        tok_spaces = tf.equal(tok_chars, 32)
-        orig_kept = tf.not_equal(orig_chars, 32)
-        aligned = found & tf.equal(_count_per_row(orig_kept), _count_per_row(~tok_spaces))
-        # The non-space index of the match's first and last characters.
-        before = tf.ragged.range(tok_chars.row_lengths()) < start[:, None]
-        ns_first = start - _count_per_row(before & tok_spaces)
-        ns_last = ns_first + _count_per_row(tf.not_equal(pred_chars, 32)) - 1
-        # ... and where those non-space characters lie in orig_text.
-        kept = tf.cast(orig_kept.flat_values, tf.int64)
-        ns_index = tf.cumsum(kept) - 1 - tf.gather(
-            tf.concat([[0], tf.cumsum(kept)], 0), _flat_row_start(orig_kept))
-        position = tf.ragged.range(orig_chars.row_lengths()).flat_values
-        rows = orig_kept.value_rowids()
-        nrows = tf.shape(orig_text)[0]
-
-        def locate(ns):
-            hit = orig_kept.flat_values & tf.equal(ns_index, tf.gather(ns, rows))
-            return tf.math.unsorted_segment_min(
-                tf.where(hit, position, tf.int64.max), rows, nrows)
-
-        whole_last = orig_chars.row_lengths() - 1
-        first = tf.where(aligned, locate(ns_first), 0)
-        last = tf.where(aligned, locate(ns_last), whole_last)
-        return first, last
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="question"),
                                   tf.TensorSpec([None], tf.string, name="context")],
@@ -374,7 +395,7 @@ class SquadAnswerer(tf.Module):
         word_base = words.row_splits[:-1]
         span_words = _gather_ranges(words.flat_values, word_base + word_first, word_count)
         orig_text = tf.strings.reduce_join(span_words, axis=-1, separator=" ")
-        first, last = self._final_text(pred_text, orig_text)
+        first, last = final_text_span(self.tokenizer, pred_text, orig_text)
         text = tf.strings.substr(orig_text, first, last - first + 1, unit="UTF8_CHAR")
 
         # orig_text positions -> context positions, through the word holding them.

@@ -15,6 +15,7 @@ word, Hangul, a dotted capital I), tabs, line breaks, U+202F, CJK and
 punctuation.
 """
 
+import copy
 import json
 import os
 import re
@@ -26,8 +27,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from _google_squad import RawResult, google_features, google_predictions
-from bert_tf import modeling, squad_serving
+from _google_squad import RawResult, google_features, google_predictions, google_run_squad
+from bert_tf import modeling, squad_serving, text_graph
 from conftest import TEST_DATA, UNCASED_VOCAB
 
 # Short windows: most dev paragraphs span several of them.
@@ -69,6 +70,10 @@ def _cases():
              for article in squad["data"] for paragraph in article["paragraphs"]
              for qa in paragraph["qas"]]
     cases += [(f"tricky{i}", q, TRICKY) for i, q in enumerate(TRICKY_QUESTIONS)]
+    # Contexts far shorter than a window: mostly no valid span among the
+    # best start and end positions, which fall on padding.
+    cases += [(f"short{i}{j}", q, context) for i, q in enumerate(TRICKY_QUESTIONS)
+              for j, context in enumerate(["Yes", "Paris"])]
     return cases
 
 
@@ -190,14 +195,59 @@ def test_answers_equal_googles_write_predictions(google, served, workdir):
                                                    abs=1e-4)
         partial_words += not (start == 0 or context[start - 1] in " \t\r\n\u202f")
     assert differing == 0
-    assert len(cases) == 406 and placeholders < 5
+    assert len(cases) == 428 and placeholders >= 5
     assert partial_words > 20  # get_final_text trimmed inside words that often
     # Several windows per question: the max-context rule was exercised.
     assert len(features) > 3 * len(cases)
 
 
-def test_null_answers_with_a_threshold(answerer, google, workdir):
+@pytest.mark.parametrize("do_lower_case", [True, False])
+def test_final_text_is_get_final_texts_on_every_short_span(google, do_lower_case):
+    """Every span of up to 6 pieces of the hand-written paragraph."""
+    squad = google_run_squad()
+    example = next(e for e in google[1] if e.qas_id == "tricky0")
+    tokenizer = squad.tokenization.FullTokenizer(str(UNCASED_VOCAB), do_lower_case=do_lower_case)
+    pieces = [(word, piece) for word, text in enumerate(example.doc_tokens)
+              for piece in tokenizer.tokenize(text)]
+    preds, origs = [], []
+    for start in range(len(pieces)):
+        for end in range(start, min(start + 6, len(pieces))):
+            # write_predictions' detokenization of the pieces, as Google writes it.
+            text = " ".join(p for _, p in pieces[start:end + 1])
+            preds.append(" ".join(text.replace(" ##", "").replace("##", "").strip().split()))
+            origs.append(" ".join(example.doc_tokens[pieces[start][0]:pieces[end][0] + 1]))
+    expected = [squad.get_final_text(p, o, do_lower_case) for p, o in zip(preds, origs)]
+    graph_tokenizer = text_graph.GraphTokenizer(str(UNCASED_VOCAB), do_lower_case)
+    first, last = squad_serving.final_text_span(graph_tokenizer, tf.constant(preds),
+                                                tf.constant(origs))
+    got = [o[a:b + 1] for o, a, b in zip(origs, first.numpy(), last.numpy())]
+    assert got == expected
+    # Both of get_final_text's outcomes occur, and trimming inside a word.
+    fallback = sum(e == o for e, o in zip(expected, origs))
+    assert 100 < fallback < len(expected) - 100
+
+
+def _without_placeholders(google, workdir):
+    """Google's inputs less the questions without any valid span, on which
+    its write_predictions fails for SQuAD 2.0 (best_non_null_entry is None)."""
     cases, examples, features, results = google
+    _, nbest, _ = google_predictions(examples, features, results, SETTINGS["n_best_size"],
+                                     SETTINGS["max_answer_length"], True, workdir)
+    kept = [i for i, c in enumerate(cases) if nbest[c[0]][0]["text"] != "empty"]
+    new_index = {old: new for new, old in enumerate(kept)}
+    kept_features, kept_results = [], []
+    for feature, result in zip(features, results):
+        if feature.example_index in new_index:
+            feature = copy.copy(feature)
+            feature.example_index = new_index[feature.example_index]
+            kept_features.append(feature)
+            kept_results.append(result)
+    return kept, [examples[i] for i in kept], kept_features, kept_results
+
+
+def test_null_answers_with_a_threshold(answerer, google, served, workdir):
+    cases = google[0]
+    kept, examples, features, results = _without_placeholders(google, workdir)
     # Google's null-score differences decide the threshold: half the
     # questions fall on each side of it.
     _, _, null_odds = google_predictions(
@@ -216,13 +266,17 @@ def test_null_answers_with_a_threshold(answerer, google, workdir):
     finally:
         answerer.version_2_with_negative.assign(False)
         answerer.null_score_diff_threshold.assign(0.0)
-    answers = [a.decode("utf-8") for a in out["answer"].numpy()]
-    assert answers == [predictions[c[0]] for c in cases]
-    assert 150 < answers.count("") < 250
-    np.testing.assert_allclose(out["null_score_diff"].numpy(),
-                               [null_odds[c[0]] for c in cases], atol=1e-4)
-    null = out["start_char"].numpy()[np.array(answers) == ""]
-    assert (null == -1).all()
+    out = {key: value.numpy() for key, value in out.items()}
+    answers = [a.decode("utf-8") for a in out["answer"]]
+    assert [answers[i] for i in kept] == [predictions[cases[i][0]] for i in kept]
+    np.testing.assert_allclose(out["null_score_diff"][kept],
+                               [null_odds[cases[i][0]] for i in kept], atol=1e-4)
+    assert 150 < [answers[i] for i in kept].count("") < 250
+    for i, answer in enumerate(answers):
+        if answer:
+            assert out["start_char"][i] == served["start_char"][i]
+        else:  # a null answer, or no valid span at all (where Google fails)
+            assert (out["start_char"][i], out["end_char"][i]) == (-1, -1)
 
 
 def test_batches_of_any_mix_give_the_same_answers(answerer, served, google):
@@ -258,7 +312,7 @@ def test_refuses_settings_google_refuses(model, workdir):
 
 
 def test_fresh_process_with_tensorflow_and_tensorflow_text_only(exported, served, google):
-    cases = google[0][395:]
+    cases = google[0][395:406]
     script = f"""
 import json, sys
 import tensorflow as tf
@@ -277,5 +331,5 @@ print(json.dumps({{"answer": [a.decode("utf-8") for a in out["answer"].numpy()],
                             cwd=os.path.dirname(exported))
     assert result.returncode == 0, result.stderr[-3000:]
     fresh = json.loads(result.stdout.strip().splitlines()[-1])
-    assert fresh["answer"] == [a.decode("utf-8") for a in served["answer"][395:]]
-    assert fresh["start_char"] == served["start_char"][395:].tolist()
+    assert fresh["answer"] == [a.decode("utf-8") for a in served["answer"][395:406]]
+    assert fresh["start_char"] == served["start_char"][395:406].tolist()

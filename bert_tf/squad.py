@@ -215,6 +215,10 @@ def run_squad(settings: SquadSettings, strategy=None) -> dict:
     metric. Both data files are read and checked before training starts.
     """
     validate_settings(settings)
+    if settings.source.do_lower_case is None:
+        # A model that does not say: Google's default, as the flag's.
+        settings = dataclasses.replace(
+            settings, source=dataclasses.replace(settings.source, do_lower_case=True))
     source = settings.source
     tokenizer = tokenization.FullTokenizer(source.vocab_file, source.do_lower_case,
                                            settings.control_chars)

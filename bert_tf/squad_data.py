@@ -251,7 +251,12 @@ def read_squad_examples(input_file: str, is_training: bool,
                             several_answers += 1
                         answer_text = answer["text"]
                         offset = answer["answer_start"]
-                        if not answer_text or offset < 0 or offset + len(answer_text) > len(context):
+                        if not answer_text.strip():
+                            logging.warning("%s: question id %r: the answer text is empty; "
+                                            "skipped", input_file, qas_id)
+                            reasons.append((qas_id, "empty answer"))
+                            continue
+                        if offset < 0 or offset + len(answer_text) > len(context):
                             logging.warning("%s: question id %r: answer_start %d with answer "
                                             "%r lies outside the context (%d characters); "
                                             "skipped", input_file, qas_id, offset, answer_text,

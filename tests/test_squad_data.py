@@ -17,7 +17,6 @@ from conftest import TEST_DATA, UNCASED_VOCAB
 SLICE = TEST_DATA / "squad" / "dev-v1.1-slice.json"
 CONFIGS = [
     {"max_seq_length": 384, "doc_stride": 128, "max_query_length": 64, "is_training": False},
-    {"max_seq_length": 128, "doc_stride": 32, "max_query_length": 64, "is_training": False},
     {"max_seq_length": 128, "doc_stride": 32, "max_query_length": 64, "is_training": True},
     # Short query limit: questions are truncated, as Google truncates them.
     {"max_seq_length": 64, "doc_stride": 16, "max_query_length": 8, "is_training": True},
@@ -69,7 +68,7 @@ def google_features(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("google_squad")
     train = str(single_answer_slice(tmp / "train.json"))
     configs = [dict(c, squad_file=train if c["is_training"] else str(SLICE)) for c in CONFIGS]
-    configs.append(dict(CONFIGS[2], squad_file=str(unanswerable_slice(tmp / "v2.json")),
+    configs.append(dict(CONFIGS[1], squad_file=str(unanswerable_slice(tmp / "v2.json")),
                         version_2_with_negative=True))
     out = run_google({"kind": "features", "vocab_file": str(UNCASED_VOCAB),
                       "do_lower_case": True, "configs": configs}, tmp)
@@ -110,14 +109,14 @@ def test_every_window_equals_googles(google_features):
 
 def test_the_comparison_covers_many_windows_truncation_and_answers_outside(google_features):
     by_config = {json.dumps(c, sort_keys=True): r for f, c, r in google_features}
-    short = by_config[json.dumps(CONFIGS[2], sort_keys=True)]
+    short = by_config[json.dumps(CONFIGS[1], sort_keys=True)]
     windows = np.bincount([f["example_index"] for f in short["features"]])
     assert windows.max() >= 5 and len(short["features"]) > 2 * len(short["examples"])
     # Training windows that do not hold the answer point at [CLS]...
     assert sum(f["start_position"] == 0 for f in short["features"]) > 100
     # ...and the others at the answer.
     assert sum(f["start_position"] > 0 for f in short["features"]) >= len(short["examples"])
-    truncating = by_config[json.dumps(CONFIGS[3], sort_keys=True)]
+    truncating = by_config[json.dumps(CONFIGS[2], sort_keys=True)]
     assert max(f["segment_ids"].count(0) - f["input_mask"].count(0)
                for f in truncating["features"]) == 8 + 2  # [CLS] question [SEP]
     v2 = [r for f, c, r in google_features if c.get("version_2_with_negative")][0]
@@ -160,14 +159,15 @@ def _squad(tmp_path, qas, context="The cat sat on the mat.", name="train.json"):
 def test_answers_that_cannot_be_found_are_counted_and_skipped(tmp_path):
     qas = [{"id": "good", "question": "Who sat?", "answers": [{"text": "cat", "answer_start": 4}]},
            {"id": "elsewhere", "question": "Who?", "answers": [{"text": "cat", "answer_start": 15}]},
-           {"id": "outside", "question": "Who?", "answers": [{"text": "cat", "answer_start": 90}]}]
+           {"id": "outside", "question": "Who?", "answers": [{"text": "cat", "answer_start": 90}]},
+           {"id": "blank", "question": "Who?", "answers": [{"text": " ", "answer_start": 3}]}]
     skipped = []
     examples = squad_data.read_squad_examples(_squad(tmp_path, qas), True, skipped=skipped)
     assert [e.qas_id for e in examples] == ["good"]
     assert skipped == [("elsewhere", "could not find answer"),
-                       ("outside", "answer outside the context")]
+                       ("outside", "answer outside the context"), ("blank", "empty answer")]
     # Prediction needs no answers: every question is kept.
-    assert len(squad_data.read_squad_examples(_squad(tmp_path, qas), False)) == 3
+    assert len(squad_data.read_squad_examples(_squad(tmp_path, qas), False)) == 4
 
 
 def test_empty_context_is_skipped_in_training_and_kept_for_prediction(tmp_path):

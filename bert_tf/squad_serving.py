@@ -62,6 +62,7 @@ import json
 import os
 
 import tensorflow as tf
+import tensorflow_text as tf_text  # also registers the ops the SavedModel needs
 
 from bert_tf import atomic_io, text_graph, tokenization
 
@@ -226,8 +227,6 @@ class SquadAnswerer(tf.Module):
     def _context_words(self, context):
         """Google's whitespace words, [batch, (words)], and each word's first
         code point and length in code points."""
-        import tensorflow_text as tf_text
-
         words, byte_begin, _ = tf_text.regex_split_with_offsets(context, SQUAD_WHITESPACE)
         flat_context = tf.gather(context, words.value_rowids())
         before = tf.strings.substr(flat_context, tf.zeros_like(byte_begin.flat_values),

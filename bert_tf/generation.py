@@ -85,14 +85,15 @@ def filter_top_p(logits, p: float):
     return tf.where(logits < smallest_kept, _NEG_INF, logits)
 
 
-def next_tokens(logits, seen, step, seed: int, temperature=1.0, top_k=0, top_p=1.0,
+def next_tokens(logits, seen, step, seed, temperature=1.0, top_k=0, top_p=1.0,
                 repetition_penalty=1.0):
     """One token per row from `logits` `[batch, vocab]` (float32)."""
     logits = penalize_repetition(tf.cast(logits, tf.float32), seen, repetition_penalty)
     if top_k == 1:
         return tf.argmax(logits, axis=-1, output_type=tf.int32)
     logits = filter_top_p(filter_top_k(logits / temperature, top_k), top_p)
-    uniform = tf.random.stateless_uniform(tf.shape(logits), seed=[seed, step],
+    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
+    uniform = tf.random.stateless_uniform(tf.shape(logits), seed=key,
                                           minval=1e-20, maxval=1.0)
     return tf.argmax(logits - tf.math.log(-tf.math.log(uniform)), axis=-1, output_type=tf.int32)
 
@@ -156,34 +157,35 @@ def generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
                     repetition_penalty=repetition_penalty)
 
     if use_cache:
-        step_fn = _cached_step(model)
+        step_fn = _cached_step(model, sampling)
         cache = model.empty_cache(batch, total)
-        logits, cache = step_fn(ids, positions[:, :prompt_length], cache,
-                                tf.constant(0), key_mask)
+        token, cache, seen = step_fn(ids, positions[:, :prompt_length], cache, tf.constant(0),
+                                     key_mask, seen, tf.constant(0), tf.constant(seed))
     else:
         logits = model({"token_ids": ids, "padding_mask": mask,
                         "positions": positions[:, :prompt_length]})
-    logits = logits[:, -1]
+        token = next_tokens(logits[:, -1], seen, 0, seed, **sampling)
+        seen |= tf.one_hot(token, vocab, dtype=tf.int32) > 0
 
     stop = tf.constant(list(stop_token_ids) or [-1], tf.int32)
     finished = tf.zeros([batch], tf.bool)
-    generated = []
-    for step in range(max_new_tokens):
-        token = next_tokens(logits, seen, step, seed, **sampling)
-        generated.append(token)
+    generated = [token]
+    for step in range(1, max_new_tokens):
         finished |= tf.reduce_any(token[:, tf.newaxis] == stop[tf.newaxis, :], axis=1)
-        if step == max_new_tokens - 1 or bool(tf.reduce_all(finished)):
+        if bool(tf.reduce_all(finished)):
             break
-        seen |= tf.one_hot(token, vocab, dtype=tf.int32) > 0
-        slot = prompt_length + step
+        slot = prompt_length + step - 1  # where the last token goes
         if use_cache:
-            logits, cache = step_fn(token[:, tf.newaxis], positions[:, slot:slot + 1], cache,
-                                    tf.constant(slot), key_mask)
-            logits = logits[:, -1]
+            token, cache, seen = step_fn(token[:, tf.newaxis], positions[:, slot:slot + 1],
+                                         cache, tf.constant(slot), key_mask, seen,
+                                         tf.constant(step), tf.constant(seed))
         else:
             ids = tf.concat([ids, token[:, tf.newaxis]], axis=1)
             logits = model({"token_ids": ids, "padding_mask": key_mask[:, :slot + 1],
-                            "positions": positions[:, :slot + 1]})[:, -1]
+                            "positions": positions[:, :slot + 1]})
+            token = next_tokens(logits[:, -1], seen, step, seed, **sampling)
+            seen |= tf.one_hot(token, vocab, dtype=tf.int32) > 0
+        generated.append(token)
 
     rows = tf.stack(generated, axis=1).numpy().tolist()
     stops = set(int(t) for t in stop_token_ids)
@@ -194,13 +196,25 @@ def generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
     return out
 
 
-# One traced step per model (its shapes are fixed, so it traces twice: the
-# prompt and a single token), kept beside the model rather than on it.
+# Traced decoding steps per model and sampling settings (the step's shapes
+# are fixed, so each traces twice: the prompt and a single token), kept
+# beside the model rather than on it.
 _STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _cached_step(model):
-    step = _STEPS.get(model)
-    if step is None:
-        step = _STEPS[model] = tf.function(model.call_with_cache, reduce_retracing=True)
-    return step
+def _cached_step(model, sampling: dict):
+    """One traced function: the model over the new tokens against the cache,
+    then the next token drawn and marked as seen."""
+    steps = _STEPS.setdefault(model, {})
+    key = tuple(sorted(sampling.items()))
+    if key not in steps:
+        vocab = model.config.n_vocab
+
+        def step(token_ids, positions, cache, cache_index, key_mask, seen, step, seed):
+            logits, cache = model.call_with_cache(token_ids, positions, cache, cache_index,
+                                                  key_mask)
+            token = next_tokens(logits[:, -1], seen, step, seed, **sampling)
+            return token, cache, seen | (tf.one_hot(token, vocab, dtype=tf.int32) > 0)
+
+        steps[key] = tf.function(step, reduce_retracing=True)
+    return steps[key]

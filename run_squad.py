@@ -73,10 +73,17 @@ cli.define_training_flags()
 
 
 def main(_):
-    from bert_tf import squad, tokenization
+    from bert_tf import squad_data
 
     if not FLAGS.output_dir:
         raise ValueError("--output_dir is required")
+    # A broken data file is named before TensorFlow and the model load.
+    if FLAGS.do_train and FLAGS.train_file:
+        squad_data.read_squad_file(FLAGS.train_file)
+    if (FLAGS.do_predict or FLAGS.do_eval) and FLAGS.predict_file:
+        squad_data.read_squad_file(FLAGS.predict_file)
+    from bert_tf import squad, tokenization
+
     source = cli.pretrained_from_flags(FLAGS)
     strategy = cli.strategy_from_flags(FLAGS)
     control_chars = (FLAGS.control_chars if "control_chars" in FLAGS

@@ -26,14 +26,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def run_google(job: dict, tmp_path) -> dict:
+def run_google(job: dict, tmp_path, timeout: float = 300) -> dict:
     """Runs one job in a child process; returns its result."""
     job_file, result_file = Path(tmp_path) / "google_job.json", Path(tmp_path) / "google_result.json"
     job_file.write_text(json.dumps(job))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run([sys.executable, str(HERE / "_google_run_squad.py"), str(job_file),
                            str(result_file)], capture_output=True, text=True, env=env,
-                          timeout=300)
+                          timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(result_file.read_text())
 

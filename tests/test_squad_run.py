@@ -152,8 +152,8 @@ def test_prediction_only_from_our_output_folder_trains_nothing(trained, data, tm
             == json.loads((out / "nbest_predictions.json").read_text()))
 
 
-def test_google_format_checkpoint_with_the_squad_layer_predicts_identically(trained, data,
-                                                                            tmp_path):
+def test_google_format_checkpoint_with_the_squad_layer_restores_the_same_model(trained, data,
+                                                                               tmp_path):
     out = trained[0]
     model = squad.BertSpanLabeler(modeling.BertEncoder(CONFIG))
     checkpoints.load_checkpoint(model, tf.train.latest_checkpoint(str(out)))
@@ -163,13 +163,13 @@ def test_google_format_checkpoint_with_the_squad_layer_predicts_identically(trai
     assert names["cls/squad/output_weights"] == [2, 32] and names["cls/squad/output_bias"] == [2]
     source = pretrained.resolve(str(google / "model.ckpt-9"), str(data / "tiny/bert_config.json"),
                                 str(UNCASED_VOCAB), True)
-    squad.run_squad(_settings(tmp_path / "pred", source, do_predict=True,
-                              predict_file=str(data / "dev.json")))
-    ours = json.loads((tmp_path / "pred/nbest_predictions.json").read_text())
-    theirs = json.loads((out / "nbest_predictions.json").read_text())
-    assert [e["text"] for q in ours for e in ours[q]] == [e["text"] for q in theirs for e in theirs[q]]
-    np.testing.assert_allclose([e["start_logit"] for q in ours for e in ours[q]],
-                               [e["start_logit"] for q in theirs for e in theirs[q]], atol=1e-5)
+    task = squad.SpanTask(source.config, source)
+    again = task.build_model()
+    task.initialize(again)
+    inputs = modeling.dummy_inputs(batch_size=2, seq_length=16)
+    inputs["input_word_ids"] = tf.constant(np.arange(32).reshape(2, 16) + 1000, tf.int32)
+    for name in ("start_logits", "end_logits"):
+        np.testing.assert_allclose(again(inputs)[name], model(inputs)[name], atol=1e-6)
 
 
 def test_hugging_face_question_answering_folder_gives_its_logits(tmp_path):
@@ -308,3 +308,18 @@ def test_export_dir_hands_the_model_and_every_setting_to_the_serving_export(data
     monkeypatch.setitem(sys.modules, "bert_tf.squad_serving", None)
     with pytest.raises(ValueError, match="--export_dir: this installation has no SQuAD serving"):
         squad.run_squad(_settings(tmp_path / "out", source, export_dir=str(tmp_path / "e2")))
+
+
+def test_malformed_predict_file_is_one_line_and_nothing_is_lost(data, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "predictions.json").write_text("{}\n")  # an earlier run's
+    bad = tmp_path / "dev.json"
+    bad.write_text('{"version": "1.1", "data": [{"title": "t", "paragraphs": [\n{"context": "x",')
+    result = subprocess.run(_command(f"--init_checkpoint={data / 'tiny'}", "--do_predict",
+                                     f"--predict_file={bad}", f"--output_dir={out}",
+                                     "--max_seq_length=128"),
+                            capture_output=True, text=True, env=_env(), timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"error: {bad}:2: not valid JSON" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.json"]

@@ -1,5 +1,5 @@
 """SQuAD examples and features against Google's run_squad.py (bert-tensorflow
-1.0.4, run by tests/_google_run_squad.py) on the shipped slice of the SQuAD
+1.0.4, loaded by tests/_google_squad.py) on the shipped slice of the SQuAD
 v1.1 dev set: every window of every question, in training and prediction,
 at Google's default lengths and at lengths that cut paragraphs into many
 windows; SQuAD 2.0 training on unanswerable questions built from the 1.1
@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from _google_run_squad import run_google
+from _google_squad import google_run_squad
 from bert_tf import squad_data, tokenization
 from conftest import TEST_DATA, UNCASED_VOCAB
 
@@ -63,16 +63,41 @@ def single_answer_slice(path):
     return path
 
 
+def _google(squad_file, config):
+    """Google's examples and features for one configuration."""
+    google = google_run_squad()
+    tokenizer = google.tokenization.FullTokenizer(str(UNCASED_VOCAB), do_lower_case=True)
+    google.FLAGS.version_2_with_negative = config.get("version_2_with_negative", False)
+    try:
+        examples = google.read_squad_examples(str(squad_file), config["is_training"])
+        features = []
+        google.convert_examples_to_features(
+            examples, tokenizer, config["max_seq_length"], config["doc_stride"],
+            config["max_query_length"], config["is_training"], features.append)
+    finally:
+        google.FLAGS.version_2_with_negative = False
+    return {
+        "examples": [{"qas_id": e.qas_id, "doc_tokens": e.doc_tokens,
+                      "start_position": e.start_position, "end_position": e.end_position,
+                      "is_impossible": e.is_impossible} for e in examples],
+        "features": [{
+            "unique_id": f.unique_id, "example_index": f.example_index,
+            "doc_span_index": f.doc_span_index, "tokens": f.tokens,
+            "token_to_orig_map": f.token_to_orig_map,
+            "token_is_max_context": f.token_is_max_context, "input_ids": f.input_ids,
+            "input_mask": f.input_mask, "segment_ids": f.segment_ids,
+            "start_position": f.start_position, "end_position": f.end_position}
+            for f in features]}
+
+
 @pytest.fixture(scope="module")
 def google_features(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("google_squad")
-    train = str(single_answer_slice(tmp / "train.json"))
-    configs = [dict(c, squad_file=train if c["is_training"] else str(SLICE)) for c in CONFIGS]
-    configs.append(dict(CONFIGS[1], squad_file=str(unanswerable_slice(tmp / "v2.json")),
-                        version_2_with_negative=True))
-    out = run_google({"kind": "features", "vocab_file": str(UNCASED_VOCAB),
-                      "do_lower_case": True, "configs": configs}, tmp)
-    return [(c.pop("squad_file"), c, r) for c, r in zip(configs, out["configs"])]
+    train = single_answer_slice(tmp / "train.json")
+    configs = [(train if c["is_training"] else SLICE, c) for c in CONFIGS]
+    configs.append((unanswerable_slice(tmp / "v2.json"),
+                    dict(CONFIGS[1], version_2_with_negative=True)))
+    return [(squad_file, config, _google(squad_file, config)) for squad_file, config in configs]
 
 
 def _ours(squad_file, config):
@@ -98,9 +123,8 @@ def test_every_window_equals_googles(google_features):
             padded = ours.padded(config["max_seq_length"])
             got = {"unique_id": ours.unique_id, "example_index": ours.example_index,
                    "doc_span_index": ours.doc_span_index, "tokens": ours.tokens,
-                   "token_to_orig_map": {str(k): v for k, v in ours.token_to_orig_map.items()},
-                   "token_is_max_context": {str(k): v for k, v in
-                                            ours.token_is_max_context.items()},
+                   "token_to_orig_map": ours.token_to_orig_map,
+                   "token_is_max_context": ours.token_is_max_context,
                    "input_ids": padded["input_ids"], "input_mask": padded["input_mask"],
                    "segment_ids": padded["segment_ids"],
                    "start_position": ours.start_position, "end_position": ours.end_position}

@@ -316,8 +316,9 @@ class SquadAnswerer(tf.Module):
 
     def _best_spans(self, start_logits, end_logits, window, batch):
         """Per question: whether a valid span exists, its window, start and
-        end positions in the window, its score and the null score."""
-        n = self.n_best_size
+        end positions in the window, its score, and the null score (the
+        smallest [CLS] score of its windows) less that score."""
+        n, seq = self.n_best_size, self.max_seq_length
         start_logits = tf.cast(start_logits, tf.float64)
         end_logits = tf.cast(end_logits, tf.float64)
         start_at = tf.math.top_k(start_logits, k=n).indices
@@ -356,7 +357,14 @@ class SquadAnswerer(tf.Module):
         null = tf.RaggedTensor.from_value_rowids(start_logits[:, 0] + end_logits[:, 0],
                                                  window["owner"], nrows=batch, validate=False)
         null_score = tf.reduce_min(null, axis=1)
-        return found, chosen, span_start, span_end, best_score, null_score
+        # Google subtracts the start and then the end logit: same rounding.
+        padded_start = tf.concat([start_logits, tf.zeros([1, seq], tf.float64)], axis=0)
+        padded_end = tf.concat([end_logits, tf.zeros([1, seq], tf.float64)], axis=0)
+        best_start = tf.gather(tf.gather(padded_start, chosen), span_start, batch_dims=1)
+        best_end = tf.gather(tf.gather(padded_end, chosen), span_end, batch_dims=1)
+        null_diff = null_score - best_start - best_end
+        null_diff = tf.where(found, null_diff, -_NO_SCORE)
+        return found, chosen, span_start, span_end, best_score, null_diff
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="question"),
                                   tf.TensorSpec([None], tf.string, name="context")],
@@ -370,7 +378,7 @@ class SquadAnswerer(tf.Module):
         query = self.tokenizer.tokenize(question)[:, :self.max_query_length]
         inputs, window = self._windows(query, doc)
         logits = self.model(inputs, training=False)
-        found, chosen, span_start, span_end, score, null_score = self._best_spans(
+        found, chosen, span_start, span_end, score, null_diff = self._best_spans(
             logits["start_logits"], logits["end_logits"], window, batch)
 
         # Window positions -> the question's pieces -> its words.
@@ -411,7 +419,6 @@ class SquadAnswerer(tf.Module):
 
         start_char = to_context(first)
         end_char = to_context(last) + 1
-        null_diff = null_score - score
         prefers_null = (self.version_2_with_negative
                         & (null_diff > self.null_score_diff_threshold))
         answered = found & ~prefers_null

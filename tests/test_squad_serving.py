@@ -40,7 +40,8 @@ TRICKY = (
     " the Cafe\u0301 spelled apart was not.\tNew\n\nYork\t\tCity lies 10\u00a0km away, "
     "zero\u200bwidth joins. \u6771\u4eac\u306f\u65e5\u672c\u306e\u9996\u90fd\u3067\u3059\u3002"
     " \u0130stanbul and \uc11c\uc6b8\uc740 \ud55c\uad6d\uc758 \uc218\ub3c4\uc774\ub2e4. "
-    "Ab-ab ab-AB, \u00c5ngstr\u00f6m \u212b \u2014 \"quoted\" [UNK] words\u2026 I \u2764 NY \U0001F600!"
+    "Ab-ab ab-AB, \u00c5ngstr\u00f6m \u212b \u2014 \"quoted\" [UNK] words\u2026"
+    " I \u2764 NY \U0001F600!"
     " Japanese electronics industry is the largest in the world; "
     "Mr.\u00a0O'Neil's 3.5% rate, e.g. x=y+z.")
 TRICKY_QUESTIONS = [
@@ -319,7 +320,8 @@ import tensorflow as tf
 import tensorflow_text  # registers the in-graph tokenizer's ops
 answer = tf.saved_model.load({exported!r}).signatures["answer"]
 cases = json.loads(sys.stdin.read())
-out = answer(question=tf.constant([q for q, _ in cases]), context=tf.constant([c for _, c in cases]))
+out = answer(question=tf.constant([q for q, _ in cases]),
+             context=tf.constant([c for _, c in cases]))
 assert not any(name.startswith("bert_tf") for name in sys.modules)
 print(json.dumps({{"answer": [a.decode("utf-8") for a in out["answer"].numpy()],
                   "start_char": out["start_char"].numpy().tolist()}}))

@@ -233,6 +233,9 @@ def run_squad(settings: SquadSettings, strategy=None) -> dict:
         predict_articles = squad_data.read_squad_file(settings.predict_file)
         predict_examples = squad_data.read_squad_examples(
             settings.predict_file, False, articles=predict_articles)
+        if settings.do_eval:
+            check_references(predict_articles, settings.version_2_with_negative,
+                             settings.predict_file)
 
     identity = {"task_name": "squad", "max_seq_length": settings.max_seq_length,
                 "num_labels": 2, "model": source.config.to_dict(),
@@ -338,6 +341,20 @@ def predict(runner, settings: SquadSettings, tokenizer, examples):
     paths = squad_postprocess.write_predictions(settings.output_dir, *outputs)
     logging.info("Wrote %s", ", ".join(paths))
     return outputs
+
+
+def check_references(articles, version_2_with_negative: bool, path: str) -> None:
+    """--do_eval needs reference answers for every question (SQuAD 2.0: a
+    list, empty for unanswerable ones); a file without them is named now."""
+    for article in articles:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                answers = qa.get("answers")
+                if not isinstance(answers, list) or (not answers and not version_2_with_negative):
+                    raise squad_data.SquadDataError(
+                        f'{path}: question id {qa["id"]!r} has no reference "answers"; '
+                        "--do_eval needs them (SQuAD 2.0 files mark unanswerable questions "
+                        'with "answers": [] and --version_2_with_negative)')
 
 
 def evaluate(articles, predictions, null_odds, version_2_with_negative: bool) -> dict:

@@ -323,3 +323,16 @@ def test_malformed_predict_file_is_one_line_and_nothing_is_lost(data, tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"error: {bad}:2: not valid JSON" in result.stderr and "Traceback" not in result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["predictions.json"]
+
+
+def test_do_eval_without_reference_answers_is_refused_before_training(data, tmp_path):
+    unanswered = tmp_path / "test.json"
+    unanswered.write_text(json.dumps({"version": "1.1", "data": [{"title": "t", "paragraphs": [
+        {"context": "Some text.", "qas": [{"id": "q-test", "question": "What?"}]}]}]}))
+    source = pretrained.resolve(str(data / "tiny"))
+    with pytest.raises(squad_data.SquadDataError,
+                       match=r"test.json: question id 'q-test' has no reference \"answers\""):
+        squad.run_squad(_settings(tmp_path / "out", source, do_train=True,
+                                  train_file=str(data / "train.json"), do_eval=True,
+                                  predict_file=str(unanswered)))
+    assert not (tmp_path / "out").exists()

@@ -226,8 +226,9 @@ def attend(q, k, v, attention_bias, probs_dropout, training=False):
     # than einsums over [batch, length, heads, head_size], which
     # transpose inside every product and its gradients.
     scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(q.shape[-1]))
-    # Softmax in float32 even under mixed precision.
-    scores = tf.cast(scores, tf.float32) + attention_bias
+    # Softmax in float32 even under mixed precision. Keras casts a layer's
+    # floating inputs to its compute dtype, the bias included: cast it back.
+    scores = tf.cast(scores, tf.float32) + tf.cast(attention_bias, tf.float32)
     probs = tf.cast(tf.nn.softmax(scores, axis=-1), v.dtype)
     return tf.matmul(probs_dropout(probs, training=training), v), probs
 

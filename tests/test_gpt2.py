@@ -228,3 +228,24 @@ def test_cache_gives_the_logits_of_the_full_sequence():
         logits, cache = model.call_with_cache(ids[:, i:i + 1], [[i]], cache, i, mask)
         steps.append(logits)
     np.testing.assert_allclose(tf.concat(steps, axis=1), full, atol=1e-5)
+
+
+def test_mixed_precision_logits_stay_float32_and_close():
+    config = gpt2.GPT2Config(n_vocab=50, n_ctx=16, n_embd=16, n_head=2, n_layer=2)
+    reference = gpt2.GPT2LM(config)
+    ids = tf.constant([[5, 9, 2, 7]])
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = gpt2.GPT2LM(config)
+        model.set_weights(reference.get_weights())
+        logits = model(ids)
+        cached, _ = model.call_with_cache(ids, [[0, 1, 2, 3]], model.empty_cache(1, 4), 0,
+                                          tf.ones([1, 4]))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert logits.dtype == tf.float32 and model.h0.attn.c_attn.compute_dtype == "bfloat16"
+    expected = reference(ids).numpy()
+    # bfloat16 keeps 8 bits of mantissa: errors of a few percent of the scale.
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(logits, expected, atol=0.05 * scale)
+    np.testing.assert_allclose(cached, logits, atol=0.05 * scale)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_tf import generation, gpt2, gpt2_checkpoints
+from bert_tf import generation, gpt2_checkpoints
 
 PROMPTS = [[11, 12, 13, 14, 15, 16, 17], [40], [7, 7, 8, 9]]
 

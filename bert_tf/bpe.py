@@ -246,9 +246,24 @@ class ByteLevelBPE:
         return [token for pretoken in pretokenize(text)
                 for token in self.bpe(to_byte_chars(pretoken))]
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of `text`. `<|endoftext|>` in the text is plain text;
-        append `eot_id` between documents instead."""
+    def encode(self, text: str, special_tokens: bool = False) -> list[int]:
+        """Token ids of `text`.
+
+        By default `<|endoftext|>` in the text is plain text (OpenAI's
+        encoder; append `eot_id` between documents instead). With
+        `special_tokens=True` each occurrence is that one token, as Hugging
+        Face's GPT2Tokenizer reads it.
+        """
+        if special_tokens and self.eot_id is not None and END_OF_TEXT in text:
+            ids = []
+            for i, part in enumerate(text.split(END_OF_TEXT)):
+                if i:
+                    ids.append(self.eot_id)
+                ids.extend(self._encode_plain(part))
+            return ids
+        return self._encode_plain(text)
+
+    def _encode_plain(self, text: str) -> list[int]:
         # Real text repeats its words: each distinct pre-token is looked up
         # once and its ids remembered.
         cache, ids = self._ids_cache, []

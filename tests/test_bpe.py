@@ -114,6 +114,15 @@ def test_random_unicode_round_trips_and_matches_hugging_face(learned, hf_tokeniz
         assert learned.decode(ours) == text
 
 
+def test_end_of_text_in_the_text(learned, hf_tokenizer):
+    text = "The end.<|endoftext|>A new one <|endoftext|><|endoftext|> begins"
+    assert learned.encode(text, special_tokens=True) == hf_tokenizer(text)["input_ids"]
+    assert learned.encode(text, special_tokens=True).count(learned.eot_id) == 3
+    # OpenAI's encoder reads it as plain characters.
+    assert learned.eot_id not in learned.encode(text)
+    assert learned.decode(learned.encode(text, special_tokens=True)) == text
+
+
 def test_vocabulary_layout_is_gpt2s():
     import tokenizers
     base = bpe.base_tokens()

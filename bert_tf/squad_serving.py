@@ -49,7 +49,10 @@ without a valid span and fails for SQuAD 2.0 models; here both give "".
 An empty question is allowed, as in Google's code: the windows then hold
 the context alone.
 
-Scores are summed in float64, as Python sums Google's logits.
+Scores are summed in float64, as Python sums Google's logits. The SQuAD
+2.0 switch and threshold are variables of the SavedModel
+(`version_2_with_negative`, `null_score_diff_threshold`): the threshold
+that `--do_eval` finds best can be assigned on a loaded model and saved.
 
 >>> window_starts(tf.constant([300, 100, 0]), tf.constant([10, 10, 10]),
 ...               max_seq_length=128, doc_stride=64).to_list()

@@ -162,7 +162,29 @@ class ByteLevelBPE:
             if os.path.exists(os.path.join(folder, encoder)):
                 return cls.from_files(os.path.join(folder, encoder),
                                       os.path.join(folder, merges), **kwargs)
-        raise FileNotFoundError(f"No {ENCODER_FILE} or vocab.json in {folder}")
+        if os.path.exists(os.path.join(folder, "tokenizer.json")):
+            return cls.from_tokenizer_json(os.path.join(folder, "tokenizer.json"), **kwargs)
+        raise FileNotFoundError(f"No {ENCODER_FILE}, vocab.json or tokenizer.json in {folder}")
+
+    @classmethod
+    def from_tokenizer_json(cls, path: str, **kwargs) -> "ByteLevelBPE":
+        """The BPE model of a Hugging Face `tokenizer.json` (merges as "a b"
+        strings or as pairs, depending on the writer's version); its added
+        tokens join the encoder."""
+        values = text_files.read_json(path, "tokenizer file", error=BPEFileError)
+        model = values.get("model") if isinstance(values, dict) else None
+        if not isinstance(model, dict) or model.get("type") != "BPE":
+            raise BPEFileError(f"{path}: not a BPE tokenizer (model.type is not 'BPE')")
+        encoder = dict(model.get("vocab") or {})
+        for added in values.get("added_tokens") or []:
+            encoder.setdefault(added["content"], added["id"])
+        merges = []
+        for number, merge in enumerate(model.get("merges") or []):
+            pair = merge.split(" ") if isinstance(merge, str) else list(merge)
+            if len(pair) != 2:
+                raise BPEFileError(f"{path}: merge {number} is not a pair: {merge!r}")
+            merges.append((pair[0], pair[1]))
+        return cls(encoder, merges, source=path, **kwargs)
 
     @classmethod
     def from_merges(cls, merges: Sequence[tuple[str, str]],

@@ -11,7 +11,9 @@ Each step's logits go through, in this order (the order of GPT2-Chinese's
   1. repetition penalty: every token already in the row (prompt included)
      has its logit divided by `repetition_penalty` when positive and
      multiplied by it when negative, so it always becomes less likely
-     (CTRL's rule, as Hugging Face applies it);
+     (CTRL's rule, as Hugging Face applies it; GPT2-Chinese's own
+     `sample_sequence` divides every such logit, which makes a token with a
+     negative logit more likely, not less);
   2. `top_k=1`: the arg max (greedy); otherwise division by `temperature`;
   3. `top_k` > 1: only the k largest logits stay;
   4. `top_p` < 1: only the smallest set of most likely tokens whose

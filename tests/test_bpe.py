@@ -139,10 +139,13 @@ def test_vocabulary_layout_is_gpt2s():
 def test_files_written_by_hugging_face_load(training_lines, tmp_path):
     reference = _hf_trained(training_lines[:3000], 700, 2)
     reference.save_model(str(tmp_path))
+    (tmp_path / "json").mkdir()
+    reference.save(str(tmp_path / "json" / "tokenizer.json"))
     ours = bpe.ByteLevelBPE.from_folder(str(tmp_path))
+    from_json = bpe.ByteLevelBPE.from_folder(str(tmp_path / "json"))
     for line in training_lines[3000:3300]:
-        assert ours.encode(line) == reference.encode(line).ids
-    assert ours.eot_id == 0
+        assert ours.encode(line) == from_json.encode(line) == reference.encode(line).ids
+    assert ours.eot_id == from_json.eot_id == 0
 
 
 def test_bad_files_are_named(tmp_path, learned):

@@ -32,7 +32,43 @@ _TRAINING_STATE = re.compile(r"(/adam_[mv]$|/Adam(_\d+)?$|^global_step$|_power$|
 
 
 class CheckpointError(ValueError):
-    """A checkpoint cannot be read or does not fit the model."""
+    """A checkpoint cannot be read or does not fit the model.
+
+    When it does not fit, `mismatched` holds every (name, checkpoint shape,
+    model shape), `missing` every (name, model shape) the model needs and
+    the checkpoint lacks, and `unexpected` every (name, checkpoint shape)
+    the model has no place for; the message shows the first few of each.
+    """
+
+    def __init__(self, message: str, *, mismatched=(), missing=(), unexpected=()):
+        super().__init__(message)
+        self.mismatched = list(mismatched)
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+
+
+# Variables shown one per line with their shapes before the rest are summed up.
+_SHOWN = 5
+
+
+def _shape(shape) -> str:
+    return str(list(shape))
+
+
+def _listing(entries: list[tuple], describe, group_key) -> list[str]:
+    """The first `_SHOWN` entries one per line; the rest on one line per
+    shape (or shape pair): every name and shape stays in the message, in a
+    few lines, each name spelled out so that it can be searched for."""
+    lines = [f"  {describe(entry)}" for entry in entries[:_SHOWN]]
+    rest = entries[_SHOWN:]
+    if rest:
+        lines.append(f"  ... and {len(rest)} more:")
+        groups: dict[str, list[str]] = {}
+        for entry in rest:
+            groups.setdefault(group_key(entry), []).append(entry[0])
+        lines.extend(f"    {key}: {', '.join(names)}"
+                     for key, names in groups.items())
+    return lines
 
 
 @dataclasses.dataclass
@@ -72,22 +108,33 @@ def _match(table: dict[str, tuple[int, ...]], stored: dict[str, tuple[int, ...]]
            source: str, required: tuple[str, ...]) -> LoadReport:
     """Compares the model's names/shapes with the stored ones; raises on conflicts."""
     missing = [n for n in table if n not in stored]
-    mismatched = [f"  {n}: checkpoint has {list(stored[n])}, model expects {list(table[n])}"
+    mismatched = [(n, tuple(stored[n]), tuple(table[n]))
                   for n in table if n in stored and tuple(stored[n]) != tuple(table[n])]
     unexpected = [n for n in stored if n not in table and not _TRAINING_STATE.search(n)]
-    fatal_missing = [n for n in missing if n.startswith(required)]
+    fatal_missing = [(n, tuple(table[n])) for n in missing if n.startswith(required)]
     if mismatched or fatal_missing:
+        extra = [(n, tuple(stored[n])) for n in unexpected]
         lines = [f"Checkpoint {source!r} does not fit the model:"]
         if mismatched:
-            lines.append(f"{len(mismatched)} variable(s) with mismatched shapes:")
-            lines.extend(mismatched)
+            lines.append(f"{len(mismatched)} variable(s) with mismatched shapes "
+                         "(checkpoint vs model):")
+            lines += _listing(
+                mismatched,
+                lambda e: f"{e[0]}: checkpoint has {_shape(e[1])}, model expects {_shape(e[2])}",
+                lambda e: f"{_shape(e[1])} vs {_shape(e[2])}")
         if fatal_missing:
             lines.append(f"{len(fatal_missing)} variable(s) missing from the checkpoint:")
-            lines.extend(f"  {n}: model expects {list(table[n])}" for n in fatal_missing)
-        if unexpected:
-            lines.append(f"{len(unexpected)} unexpected variable(s) in the checkpoint:")
-            lines.extend(f"  {n}: {list(stored[n])}" for n in unexpected)
-        raise CheckpointError("\n".join(lines))
+            lines += _listing(fatal_missing, lambda e: f"{e[0]}: model expects {_shape(e[1])}",
+                              lambda e: f"model expects {_shape(e[1])}")
+        if extra:
+            lines.append(f"{len(extra)} unexpected variable(s) in the checkpoint:")
+            lines += _listing(extra, lambda e: f"{e[0]}: {_shape(e[1])}",
+                              lambda e: _shape(e[1]))
+        for name, have, want in mismatched:
+            logging.debug("%s: %s has %s, the model expects %s", source, name, list(have),
+                          list(want))
+        raise CheckpointError("\n".join(lines), mismatched=mismatched, missing=fatal_missing,
+                              unexpected=extra)
     restored = [n for n in table if n in stored]
     if missing:
         logging.warning("Not in %s, left at initial values: %s", source, ", ".join(missing))

@@ -26,6 +26,8 @@ setup(
         "absl-py>=2.0",
         "numpy>=1.26",
         "safetensors>=0.4",
+        # GPT-2's pre-tokenization needs Unicode classes (\p{L}, \p{N}) that `re` lacks.
+        "regex>=2023.0",
         # tensorflow-hub 0.16 imports pkg_resources, which setuptools 81 removed.
         "setuptools<81",
     ],

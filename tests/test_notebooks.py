@@ -20,7 +20,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
-NAMES = ["finetune_with_tfhub_encoder.ipynb", "pretraining_quickstart.ipynb"]
+NAMES = ["finetune_with_tfhub_encoder.ipynb", "pretraining_quickstart.ipynb",
+         "squad_question_answering.ipynb"]
 REPO_URL = "https://github.com/bert-tf/bert_tf"
 
 
@@ -100,7 +101,8 @@ def test_tensorboard_inline_where_training_happens(name):
     sources = [cell.source for cell in code_cells(read(name))]
     load = next(i for i, s in enumerate(sources) if "%load_ext tensorboard" in s)
     show = next(i for i, s in enumerate(sources) if "%tensorboard --logdir" in s)
-    train = next(i for i, s in enumerate(sources) if ".fit(" in s or "run_pretraining.py" in s)
+    train = next(i for i, s in enumerate(sources)
+                 if ".fit(" in s or "run_pretraining.py" in s or "run_squad(" in s)
     assert load < show < train  # the panel is up before training starts
 
 

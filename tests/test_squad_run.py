@@ -267,7 +267,14 @@ def test_squad_2_training_and_null_threshold(data, tmp_path):
     train = tmp_path / "train-v2.json"
     train.write_text(json.dumps({"version": "v2.0", "data": [{"title": "t",
                                                               "paragraphs": paragraphs}]}))
-    source = pretrained.resolve(str(data / "tiny"))
+    # One layer: this test is about the data and the null decision, not depth.
+    one_layer = tmp_path / "one_layer"
+    one_layer.mkdir()
+    config = modeling.BertConfig(**{**CONFIG.to_dict(), "num_hidden_layers": 1})
+    config.to_json_file(str(one_layer / "bert_config.json"))
+    (one_layer / "vocab.txt").write_bytes(UNCASED_VOCAB.read_bytes())
+    source = pretrained.resolve(None, str(one_layer / "bert_config.json"),
+                                str(one_layer / "vocab.txt"))
     settings = _settings(tmp_path / "v2", source, do_train=True, train_file=str(train),
                          do_eval=True, predict_file=str(train), version_2_with_negative=True,
                          train_batch_size=8, num_train_epochs=1.0, learning_rate=1e-3)

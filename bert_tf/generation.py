@@ -36,9 +36,11 @@ instead of recomputing the whole sequence. `use_cache=False` recomputes it
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -56,6 +58,24 @@ def check_sampling(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if not repetition_penalty > 0:
         raise ValueError(f"repetition_penalty must be > 0, got {repetition_penalty}")
+
+
+def check_length(length, n_ctx: int, name: str = "length") -> None:
+    """Raises ValueError unless `length` new tokens fit in a window of `n_ctx`
+    (one position at least is left for the prompt)."""
+    if isinstance(length, bool) or not isinstance(length, int) or not 0 < length < n_ctx:
+        raise ValueError(f"{name}={length!r} must be in [1, n_ctx - 1] = [1, {n_ctx - 1}] "
+                         f"for this model (n_ctx={n_ctx})")
+
+
+def check_vocabulary(n_vocab: int, vocab_size: int, model_source: str = "the model",
+                     vocab_source: str = "the tokenizer") -> None:
+    """Raises ValueError when a tokenizer does not fit a model: token ids
+    beyond `n_vocab` would fail, and model outputs beyond the tokenizer's
+    vocabulary could not be decoded."""
+    if n_vocab != vocab_size:
+        raise ValueError(f"the vocabulary does not fit the checkpoint: {vocab_source} has "
+                         f"{vocab_size} tokens, {model_source} says n_vocab={n_vocab}")
 
 
 def penalize_repetition(logits, seen, penalty: float):
@@ -110,9 +130,7 @@ def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int):
 def _fit_prompts(prompts, max_new_tokens: int, n_ctx: int):
     if not prompts:
         raise ValueError("no prompts given")
-    if not 0 < max_new_tokens < n_ctx:
-        raise ValueError(f"max_new_tokens must be in [1, n_ctx - 1] = [1, {n_ctx - 1}], "
-                         f"got {max_new_tokens}")
+    check_length(max_new_tokens, n_ctx, "max_new_tokens")
     room = n_ctx - max_new_tokens
     fitted = []
     for i, prompt in enumerate(prompts):
@@ -220,3 +238,130 @@ def _cached_step(model, sampling: dict):
 
         steps[key] = tf.function(step, reduce_retracing=True)
     return steps[key]
+
+
+# --- text in, text out ------------------------------------------------------
+
+@dataclasses.dataclass
+class Sample:
+    """One continuation of one prompt."""
+
+    prompt_index: int
+    sample: int  # 0 .. nsamples - 1
+    prefix: str  # the prompt as given ("" for an unconditional sample)
+    text: str  # the continuation only, decoded, without the stop token
+    prompt_tokens: int  # the prompt's tokens the model saw (after any cut)
+    new_tokens: int  # tokens of `text`
+    stopped: bool  # ended at a stop token rather than at `length`
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _vocabulary(tokenizer) -> dict[str, int]:
+    # ByteLevelBPE keeps token -> id in `encoder`, ChineseWordPiece in `vocab`.
+    return getattr(tokenizer, "encoder", None) or tokenizer.vocab
+
+
+def document_start_token(tokenizer) -> str:
+    """The token a document starts after in the tokenizer's training stream:
+    `<|endoftext|>` for GPT-2's BPE (what OpenAI's unconditional sampling
+    starts from), `[MASK]` for GPT2-Chinese's WordPiece."""
+    return "[MASK]" if "[MASK]" in _vocabulary(tokenizer) and \
+        "<|endoftext|>" not in _vocabulary(tokenizer) else "<|endoftext|>"
+
+
+def default_stop_tokens(tokenizer) -> list[str]:
+    """Where a document ends: `<|endoftext|>` (BPE) or `[CLS]` (GPT2-Chinese)."""
+    vocabulary = _vocabulary(tokenizer)
+    return [t for t in ("<|endoftext|>",) if t in vocabulary] or \
+        [t for t in ("[CLS]",) if t in vocabulary]
+
+
+def token_ids(tokenizer, tokens: Sequence[str], what: str = "stop token") -> list[int]:
+    """Ids of whole tokens, with an error naming the first one not in the vocabulary."""
+    vocabulary = _vocabulary(tokenizer)
+    missing = [t for t in tokens if t not in vocabulary]
+    if missing:
+        raise ValueError(f"{what} {missing[0]!r} is not a token of the vocabulary")
+    return [vocabulary[t] for t in tokens]
+
+
+def sample_seed(seed: int, sample: int, batch: int) -> int:
+    """The sampling key of one batch of one sample index, mixed from the run's
+    seed (so that neighbouring seeds do not share streams)."""
+    state = np.random.SeedSequence([seed, sample, batch]).generate_state(1, dtype=np.uint32)
+    return int(state[0] >> 1)
+
+
+def generate_text(model, tokenizer, prompts: Sequence[str | None], length: int, *,
+                  nsamples: int = 1, batch_size: int = 1, temperature: float = 1.0,
+                  top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
+                  stop_tokens: Sequence[str] | None = None, seed: int = 0,
+                  use_cache: bool = True) -> list[Sample]:
+    """`nsamples` continuations of `length` tokens at most for each prompt.
+
+    A prompt of None is an unconditional sample: it starts from
+    `document_start_token`. An empty string is refused (it is more often a
+    mistake than a wish). `stop_tokens` None means `default_stop_tokens`;
+    pass () to always generate `length` tokens.
+
+    Samples come out sample index first: sample 0 of every prompt, then
+    sample 1, ... Prompts go `batch_size` at a time, each batch of each
+    sample index with its own key from (`seed`, sample index, batch index):
+    the same arguments give the same samples, and sample i does not depend
+    on `nsamples` (asking for more samples only adds new ones), though it
+    does depend on `batch_size` and on the other prompts of its batch.
+
+        >>> from bert_tf import bpe, gpt2
+        >>> tokenizer = bpe.ByteLevelBPE.from_merges([("h", "i")])
+        >>> model = gpt2.GPT2LM(gpt2.GPT2Config(n_vocab=tokenizer.vocab_size, n_ctx=16,
+        ...                                     n_embd=8, n_head=2, n_layer=1))
+        >>> out = generate_text(model, tokenizer, ["hi", None], 3, nsamples=2, seed=1)
+        >>> [(s.prompt_index, s.sample, s.prefix, s.prompt_tokens) for s in out]
+        [(0, 0, 'hi', 1), (1, 0, '', 1), (0, 1, 'hi', 1), (1, 1, '', 1)]
+    """
+    check_sampling(temperature, top_k, top_p, repetition_penalty)
+    n_ctx = model.config.n_ctx
+    check_length(length, n_ctx)
+    for name, value in (("nsamples", nsamples), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_vocabulary(model.config.n_vocab, tokenizer.vocab_size)
+    if not prompts:
+        raise ValueError("no prompts given")
+    start = token_ids(tokenizer, [document_start_token(tokenizer)], "document start token")
+    encoded = []
+    for i, prompt in enumerate(prompts):
+        if prompt is None:
+            encoded.append(start)
+            continue
+        if not prompt:
+            raise ValueError(f"prompt {i} is empty: give some text, or no prompt at all "
+                             "for unconditional samples")
+        ids = tokenizer.encode(prompt)
+        if not ids:
+            raise ValueError(f"prompt {i} ({prompt!r}) has no tokens")
+        if len(ids) > n_ctx - length:
+            logging.warning("Prompt %d has %d tokens; keeping its last %d so that length=%d "
+                            "new tokens fit in n_ctx=%d", i, len(ids), n_ctx - length, length,
+                            n_ctx)
+            ids = ids[len(ids) - (n_ctx - length):]
+        encoded.append(ids)
+    stop_ids = token_ids(tokenizer, default_stop_tokens(tokenizer) if stop_tokens is None
+                         else list(stop_tokens))
+    out = []
+    for sample in range(nsamples):
+        for batch, first in enumerate(range(0, len(encoded), batch_size)):
+            rows = encoded[first:first + batch_size]
+            continuations = generate(
+                model, rows, length, temperature=temperature, top_k=top_k, top_p=top_p,
+                repetition_penalty=repetition_penalty, stop_token_ids=stop_ids,
+                seed=sample_seed(seed, sample, batch), use_cache=use_cache)
+            for offset, (ids, new) in enumerate(zip(rows, continuations)):
+                index = first + offset
+                out.append(Sample(
+                    prompt_index=index, sample=sample, prefix=prompts[index] or "",
+                    text=tokenizer.decode(new), prompt_tokens=len(ids),
+                    new_tokens=len(new), stopped=len(new) < length))
+    return out

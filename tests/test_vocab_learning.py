@@ -153,3 +153,50 @@ def test_control_character_rule_decides_which_characters_get_tokens(tmp_path, ru
     assert pieces.count("[UNK]") == 0
     # Format characters (Cf) are deleted under both rules.
     assert not any(c in token for c in "\u200b\u00ad" for token in tokens)
+
+
+def _learn_vocab_command(*args):
+    return subprocess.run(
+        [sys.executable, str(REPO / "learn_vocab.py"), *args],
+        check=False, cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def test_command_line_bpe_loads_in_transformers_with_the_same_ids(tmp_path):
+    import tokenizers
+    import transformers
+
+    from bert_tf import bpe
+
+    output = tmp_path / "gpt2_vocab"
+    result = _learn_vocab_command(
+        "--vocab_type=bpe", f"--input_file={CORPORA / 'en' / 'kjv.txt'}",
+        f"--output_file={output}", "--vocab_size=3000", "--min_frequency=40")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(os.listdir(output)) == ["encoder.json", "vocab.bpe"]
+    # The merges Hugging Face's trainer learns from the same lines and threshold.
+    reference = tokenizers.ByteLevelBPETokenizer()
+    reference.train_from_iterator(non_empty_lines(CORPORA / "en" / "kjv.txt"), vocab_size=3000,
+                                  min_frequency=40, special_tokens=["<|endoftext|>"],
+                                  show_progress=False)
+    reference.save_model(str(tmp_path))
+    merges = bpe.read_merges(str(output / "vocab.bpe"))
+    assert merges == bpe.read_merges(str(tmp_path / "merges.txt"))
+    assert 100 < len(merges) < 3000 - 257  # the frequency threshold stopped it early
+    hf = transformers.GPT2Tokenizer.from_pretrained(
+        str(output), vocab_file=str(output / "encoder.json"),
+        merges_file=str(output / "vocab.bpe"))
+    ours = bpe.ByteLevelBPE.from_folder(str(output))
+    lines = non_empty_lines(CORPORA / "en" / "wiki.txt")[:300]
+    assert [hf.encode(line) for line in lines] == [ours.encode(line) for line in lines]
+    assert hf.convert_tokens_to_ids("<|endoftext|>") == ours.eot_id == ours.vocab_size - 1
+
+
+def test_wordpiece_flags_are_refused_with_bpe(tmp_path):
+    result = _learn_vocab_command(
+        "--vocab_type=bpe", f"--input_file={CORPORA / 'en' / 'kjv.txt'}",
+        f"--output_file={tmp_path / 'out'}", "--num_unused=3")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --num_unused applies to --vocab_type=wordpiece only")
+    assert not (tmp_path / "out").exists()

@@ -236,3 +236,29 @@ def test_a_classifier_folder_refuses_a_question(tmp_path):
         {"task_name": "sst-2", "num_labels": 2, "max_seq_length": 32}))
     with pytest.raises(ValueError, match="'sst-2' classifier run, not a run_squad.py one"):
         explain.load_span_labeler(None, str(tmp_path))
+
+
+def test_a_google_squad_checkpoint_and_config_load_with_their_span_layer(tmp_path, model,
+                                                                         tokenizer):
+    """Without --output_dir: --init_checkpoint + --bert_config_file of a
+    fine-tuned Google SQuAD checkpoint (cls/squad/output_weights, _bias)."""
+    prefix = checkpoints.save_google_checkpoint(model, str(tmp_path / "model.ckpt"))
+    CONFIG.to_json_file(str(tmp_path / "config.json"))
+    names = dict(tf.train.list_variables(prefix))
+    assert names["cls/squad/output_weights"] == [2, CONFIG.hidden_size]
+    source = pretrained.resolve(prefix, str(tmp_path / "config.json"), str(UNCASED_VOCAB), True)
+    loaded, identity = explain.load_span_labeler(source)
+    assert identity == {}
+    reader = tf.train.load_checkpoint(prefix)
+    np.testing.assert_array_equal(loaded.span_head.output_weights.numpy(),
+                                  reader.get_tensor("cls/squad/output_weights"))
+    np.testing.assert_array_equal(loaded.span_head.output_bias.numpy(),
+                                  reader.get_tensor("cls/squad/output_bias"))
+    question, context = "who built it?", "It was built by the Romans in the second century."
+    got = explain.SpanExplainer(loaded, tokenizer, ig_steps=4, **LENGTHS).explain(question,
+                                                                                  context)
+    want = explain.SpanExplainer(model, tokenizer, ig_steps=4, **LENGTHS).explain(question,
+                                                                                  context)
+    assert (got.answer, got.answer_start, got.answer_end) == (want.answer, want.answer_start,
+                                                              want.answer_end)
+    assert got.start_logit == pytest.approx(want.start_logit, abs=1e-5)

@@ -114,9 +114,10 @@ def main(_):
     from bert_tf import atomic_io, classifier_data, explain, tokenization
 
     identity = explain.read_run_identity(FLAGS.output_dir) if FLAGS.output_dir else {}
-    if explain.is_span_run(identity) or (not FLAGS.output_dir and FLAGS.question is not None):
+    asks = FLAGS.question is not None or FLAGS.context is not None
+    if explain.is_span_run(identity) or (asks and not FLAGS.output_dir):
         return explain_span(identity)
-    if FLAGS.question is not None or FLAGS.context is not None:
+    if asks:
         raise ValueError(f"--question/--context need a run_squad.py model; --output_dir "
                          f"{FLAGS.output_dir!r} is a {identity.get('task_name')!r} classifier run")
     if FLAGS.output_dir and not FLAGS["max_seq_length"].present:

@@ -89,9 +89,10 @@ def penalize_repetition(logits, seen, penalty: float):
 
 def filter_top_k(logits, k: int):
     """Logits outside each row's k largest become -inf (k = 0: no limit)."""
-    if k <= 0 or k >= logits.shape[-1]:
+    vocab = logits.shape[-1]  # None inside a step traced for relaxed shapes
+    if k <= 0 or (vocab is not None and k >= vocab):
         return logits
-    kth = tf.math.top_k(logits, k=k).values[:, -1:]
+    kth = tf.math.top_k(logits, k=tf.minimum(k, tf.shape(logits)[-1])).values[:, -1:]
     return tf.where(logits < kth, _NEG_INF, logits)
 
 
@@ -320,6 +321,8 @@ def generate_text(model, tokenizer, prompts: Sequence[str | None], length: int, 
         >>> out = generate_text(model, tokenizer, ["hi", None], 3, nsamples=2, seed=1)
         >>> [(s.prompt_index, s.sample, s.prefix, s.prompt_tokens) for s in out]
         [(0, 0, 'hi', 1), (1, 0, '', 1), (0, 1, 'hi', 1), (1, 1, '', 1)]
+        >>> generate_text(model, tokenizer, ["hi", None], 3, nsamples=1, seed=1) == out[:2]
+        True
     """
     check_sampling(temperature, top_k, top_p, repetition_penalty)
     n_ctx = model.config.n_ctx

@@ -164,7 +164,12 @@ def bad_folders(hf_folder, openai_folder, tmp_path_factory):
     unknown.mkdir()
     (unknown / "pytorch_model.bin").write_bytes(b"")
     (unknown / "notes.txt").write_text("")
-    return {"misfit": str(misfit), "unknown": str(unknown), "missing": str(root / "nothing")}
+    untokenized = root / "untokenized"
+    shutil.copytree(openai_folder, untokenized)
+    for name in ("encoder.json", "vocab.bpe"):
+        (untokenized / name).unlink()
+    return {"misfit": str(misfit), "unknown": str(unknown), "missing": str(root / "nothing"),
+            "untokenized": str(untokenized)}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -201,8 +206,16 @@ def test_bad_folders_and_prompt_files_are_named(bad_folders, hf_folder, tmp_path
         "layout, ours); it holds notes.txt, pytorch_model.bin")
     with pytest.raises(FileNotFoundError, match=re.escape(f"{bad_folders['missing']}: no such")):
         run_generate(f"--init_checkpoint={bad_folders['missing']}", "--prefix=Hi")
+    with pytest.raises(FileNotFoundError) as raised:
+        run_generate(f"--init_checkpoint={bad_folders['untokenized']}", "--prefix=Hi")
+    assert str(raised.value) == (
+        f"{bad_folders['untokenized']}: no tokenizer: looked for encoder.json + vocab.bpe, "
+        "vocab.json + merges.txt, tokenizer.json (byte-level BPE) and vocab.txt (BERT WordPiece)")
     prompts_file = tmp_path / "prompts.txt"
     prompts_file.write_text("first\n\nthird\n")
+    with pytest.raises(ValueError, match="give --prefix or --prefix_file, not both"):
+        run_generate(f"--init_checkpoint={hf_folder}", f"--prefix_file={prompts_file}",
+                     "--prefix=Hi")
     with pytest.raises(ValueError, match=re.escape(f"{prompts_file}:2: empty prompt")):
         run_generate(f"--init_checkpoint={hf_folder}", f"--prefix_file={prompts_file}")
 

@@ -4,7 +4,11 @@
 list of token ids). Prompts of different lengths are left-padded into one
 batch; each row's positions start at 0 at its first real token and the
 padding is hidden from attention, so a row's continuation does not depend
-on the others'.
+on the others'. `generate_text(model, tokenizer, prompts, length, ...)`
+does the same from strings to strings, with `nsamples` per prompt, the
+tokenizer's stop tokens and every check generate.py reports (settings,
+length against n_ctx, a tokenizer that does not fit the model, empty
+prompts).
 
 Each step's logits go through, in this order (the order of GPT2-Chinese's
 `sample_sequence` and of Hugging Face's `generate`):

@@ -63,11 +63,9 @@ flags.DEFINE_string("export_dir", None,
 flags.DEFINE_string("bert_hub_module_handle", None,
                     "A TF-Hub-format BERT encoder SavedModel folder to fine-tune instead "
                     "of --init_checkpoint.")
-cli.define_model_flags(default_init_checkpoint=None)
 # Google's run_squad.py windows 384 tokens by default (run_classifier.py 128).
-FLAGS.set_default("max_seq_length", 384)
-if hasattr(cli, "define_control_chars_flag"):
-    cli.define_control_chars_flag()
+cli.define_model_flags(default_init_checkpoint=None, default_max_seq_length=384)
+cli.define_control_chars_flag()
 cli.define_tpu_flags()
 cli.define_training_flags()
 

@@ -8,7 +8,6 @@ evaluate, predict, export) as a library call, usable from a notebook.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import random
 
@@ -16,8 +15,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import (atomic_io, classifier_data, metrics, modeling, pretrained, text_files,
-                     tokenization, trainer)
+from bert_tf import (classifier_data, metrics, modeling, pretrained, run_folders,
+                     text_files, tokenization, trainer)
 
 
 class ClassificationTask:
@@ -111,56 +110,6 @@ class ClassifierSettings:
 _RUN_IDENTITY = ("task_name", "max_seq_length", "num_labels", "model")
 
 
-def _check_output_dir(settings: ClassifierSettings, identity: dict) -> bool:
-    """Refuses to mix runs in one output_dir; resuming the same run is fine.
-
-    Returns True when the folder holds no identity yet: the caller writes it
-    (`_write_identity`) only once the run has really started, so that a
-    command refused for a wrong checkpoint or config does not lock the folder
-    against the corrected one.
-    """
-    path = os.path.join(settings.output_dir, "run_identity.json")
-    if not os.path.exists(path):
-        return True
-    previous = text_files.read_json(path)
-    changed = [k for k in _RUN_IDENTITY if previous.get(k) != identity.get(k)]
-    if changed:
-        raise FileExistsError(
-            f"--output_dir {settings.output_dir!r} holds a run with different "
-            f"{', '.join(changed)} ({path}); use a new --output_dir rather than "
-            "mixing checkpoints")
-    # Folders written before the rule was recorded carry none: nothing to compare.
-    earlier_rule = previous.get("control_chars")
-    if earlier_rule not in (None, identity["control_chars"]):
-        logging.warning("%s: the run there tokenized with --control_chars=%s, this one "
-                        "with --control_chars=%s; texts with unassigned or private-use "
-                        "characters get other tokens", path, earlier_rule,
-                        identity["control_chars"])
-    return False
-
-
-def _write_identity(settings: ClassifierSettings, identity: dict) -> None:
-    path = os.path.join(settings.output_dir, "run_identity.json")
-    atomic_io.write_text(path, json.dumps(identity, indent=2, sort_keys=True) + "\n")
-
-
-def _note_replacing(path: str) -> None:
-    """Results of an earlier run are replaced, never silently."""
-    if os.path.exists(path):
-        logging.warning("Replacing %s, written by an earlier run in this --output_dir", path)
-
-
-def _model_description(settings: ClassifierSettings) -> str:
-    config = settings.source.config
-    shape = (f"{config.num_hidden_layers} layers, hidden {config.hidden_size}, "
-             f"vocab {config.vocab_size}")
-    if settings.encoder_factory is not None:
-        return f"a TF-Hub-format encoder ({shape})"
-    if settings.source.checkpoint:
-        return f"{settings.source.checkpoint} ({shape})"
-    return f"random initialisation, no --init_checkpoint ({shape})"
-
-
 def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
     """Trains, evaluates and predicts as asked; returns the eval metrics.
 
@@ -196,7 +145,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
     identity = {"task_name": settings.task_name, "max_seq_length": settings.max_seq_length,
                 "num_labels": num_labels, "model": source.config.to_dict(),
                 "control_chars": settings.control_chars}
-    new_output_dir = _check_output_dir(settings, identity)
+    new_output_dir = run_folders.check_output_dir(settings.output_dir, identity, _RUN_IDENTITY)
 
     task = ClassificationTask(source.config, num_labels, is_regression, source,
                               encoder_factory=settings.encoder_factory)
@@ -224,11 +173,12 @@ def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
         if not resumed:
             task.initialize(runner.model)
     if new_output_dir:
-        _write_identity(settings, identity)
+        run_folders.write_identity(settings.output_dir, identity)
     if not settings.do_train:
         logging.info("Using %s (step %d); nothing is trained without --do_train",
                      tf.train.latest_checkpoint(settings.output_dir) if resumed
-                     else _model_description(settings), int(runner.global_step.numpy()))
+                     else run_folders.model_description(settings.source, settings.encoder_factory),
+                     int(runner.global_step.numpy()))
     else:
         seed = trainer_config.seed
         runner.train(lambda ctx: classifier_data.classifier_dataset(
@@ -245,7 +195,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
                                 is_regression)
         results["global_step"] = int(runner.global_step.numpy())
         path = os.path.join(settings.output_dir, "eval_results.txt")
-        _note_replacing(path)
+        run_folders.note_replacing(path)
         text_files.write_eval_results(path, results)
         summary = "  ".join(f"{k} = {v:.4f}" if isinstance(v, float) else f"{k} = {v}"
                             for k, v in sorted(results.items()))
@@ -255,14 +205,14 @@ def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
         logits = _predict(runner, settings, test_examples, label_list, tokenizer, is_regression,
                           settings.predict_batch_size)
         path = os.path.join(settings.output_dir, "test_results.tsv")
-        _note_replacing(path)
+        run_folders.note_replacing(path)
         # One column of scores for regression, class probabilities otherwise.
         classifier_data.write_test_results(
             path, logits[:, None] if is_regression else _softmax(logits))
         submission = classifier_data.GLUE_SUBMISSION_FILES.get(
             classifier_data.canonical_task_name(settings.task_name))
         if submission:
-            _note_replacing(os.path.join(settings.output_dir, submission))
+            run_folders.note_replacing(os.path.join(settings.output_dir, submission))
             classifier_data.write_glue_submission(
                 settings.output_dir, settings.task_name,
                 logits if is_regression else logits.argmax(-1), label_list)
@@ -280,7 +230,8 @@ def run_classifier(settings: ClassifierSettings, strategy=None) -> dict:
 
 def _log_recipe(settings, config, used, total, features, dev, test) -> None:
     """One line that says what this run does, whatever the flags' defaults."""
-    parts = [f"task {settings.task_name}", f"model {_model_description(settings)}",
+    model = run_folders.model_description(settings.source, settings.encoder_factory)
+    parts = [f"task {settings.task_name}", f"model {model}",
              f"max_seq_length {settings.max_seq_length}",
              f"control_chars {settings.control_chars}"]
     if settings.do_train:

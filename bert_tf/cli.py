@@ -17,9 +17,11 @@ from bert_tf.trainer_config import TrainingOptions
 DEFAULT_MODEL = "minilm-l6-h384-uncased"
 
 
-def define_model_flags(default_init_checkpoint: str | None = DEFAULT_MODEL) -> None:
+def define_model_flags(default_init_checkpoint: str | None = DEFAULT_MODEL,
+                       default_max_seq_length: int = 128) -> None:
     """Google's model flags; Google's own scripts pass default_init_checkpoint=None,
-    Google's default, so that their commands mean what they meant."""
+    Google's default, so that their commands mean what they meant (and
+    run_squad.py Google's 384 for max_seq_length)."""
     flags.DEFINE_string(
         "bert_config_file", None,
         "bert_config.json of the pre-trained model. Optional when "
@@ -38,7 +40,7 @@ def define_model_flags(default_init_checkpoint: str | None = DEFAULT_MODEL) -> N
         "Lower-case and strip accents. Uncased models want True, cased False; "
         "when not given, the model's own setting wins if it has one.")
     flags.DEFINE_integer(
-        "max_seq_length", 128,
+        "max_seq_length", default_max_seq_length,
         "Maximum total input length in WordPiece tokens, [CLS]/[SEP] included.")
 
 

@@ -16,8 +16,12 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import (atomic_io, classification, modeling, pretrained, squad_data, squad_metrics,
+from bert_tf import (atomic_io, modeling, pretrained, run_folders, squad_data, squad_metrics,
                      squad_postprocess, text_files, tokenization, trainer)
+
+# Settings that must not change between runs sharing an output_dir, or the
+# checkpoints found there would silently belong to another model.
+_RUN_IDENTITY = ("task_name", "max_seq_length", "model")
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
@@ -240,7 +244,7 @@ def run_squad(settings: SquadSettings, strategy=None) -> dict:
     identity = {"task_name": "squad", "max_seq_length": settings.max_seq_length,
                 "num_labels": 2, "model": source.config.to_dict(),
                 "control_chars": settings.control_chars}
-    new_output_dir = classification._check_output_dir(settings, identity)
+    new_output_dir = run_folders.check_output_dir(settings.output_dir, identity, _RUN_IDENTITY)
 
     task = SpanTask(source.config, source, settings.max_seq_length, settings.encoder_factory)
     num_train_steps, train_features = 1, []
@@ -269,7 +273,7 @@ def run_squad(settings: SquadSettings, strategy=None) -> dict:
         if not resumed:
             task.initialize(runner.model)
     if new_output_dir:
-        classification._write_identity(settings, identity)
+        run_folders.write_identity(settings.output_dir, identity)
         _write_model_files(settings)
     if settings.do_train:
         seed = trainer_config.seed
@@ -279,7 +283,7 @@ def run_squad(settings: SquadSettings, strategy=None) -> dict:
     else:
         logging.info("Using %s (step %d); nothing is trained without --do_train",
                      tf.train.latest_checkpoint(settings.output_dir) if resumed
-                     else classification._model_description(settings),
+                     else run_folders.model_description(settings.source, settings.encoder_factory),
                      int(runner.global_step.numpy()))
 
     results = {}
@@ -290,7 +294,7 @@ def run_squad(settings: SquadSettings, strategy=None) -> dict:
                                settings.version_2_with_negative)
             results["global_step"] = int(runner.global_step.numpy())
             path = os.path.join(settings.output_dir, "eval_results.txt")
-            classification._note_replacing(path)
+            run_folders.note_replacing(path)
             text_files.write_eval_results(path, results)
             summary = "  ".join(f"{k} = {v:.4f}" if isinstance(v, float) else f"{k} = {v}"
                                 for k, v in sorted(results.items()))
@@ -337,7 +341,7 @@ def predict(runner, settings: SquadSettings, tokenizer, examples):
         settings.source.do_lower_case, settings.version_2_with_negative,
         settings.null_score_diff_threshold, settings.verbose_logging, settings.control_chars)
     for name in squad_postprocess.PREDICTION_FILES:
-        classification._note_replacing(os.path.join(settings.output_dir, name))
+        run_folders.note_replacing(os.path.join(settings.output_dir, name))
     paths = squad_postprocess.write_predictions(settings.output_dir, *outputs)
     logging.info("Wrote %s", ", ".join(paths))
     return outputs
@@ -386,7 +390,7 @@ def export(model, settings: SquadSettings) -> None:
 def _log_recipe(settings, config, examples, skipped, features, predict_examples) -> None:
     """One line that says what this run does, whatever the flags' defaults."""
     version = "2.0" if settings.version_2_with_negative else "1.1"
-    parts = [f"SQuAD {version}", f"model {classification._model_description(settings)}",
+    parts = [f"SQuAD {version}", f"model {run_folders.model_description(settings.source, settings.encoder_factory)}",
              f"max_seq_length {settings.max_seq_length}, doc_stride {settings.doc_stride}, "
              f"max_query_length {settings.max_query_length}",
              f"control_chars {settings.control_chars}"]

@@ -104,7 +104,7 @@ def is_object_based(path: str) -> bool:
     return "_CHECKPOINTABLE_OBJECT_GRAPH" in list_checkpoint(path)
 
 
-def _match(table: dict[str, tuple[int, ...]], stored: dict[str, tuple[int, ...]],
+def match_shapes(table: dict[str, tuple[int, ...]], stored: dict[str, tuple[int, ...]],
            source: str, required: tuple[str, ...]) -> LoadReport:
     """Compares the model's names/shapes with the stored ones; raises on conflicts."""
     missing = [n for n in table if n not in stored]
@@ -153,7 +153,7 @@ def load_google_checkpoint(model, path: str, required: tuple[str, ...] = ("bert/
     """
     stored = list_checkpoint(path)
     table = model.checkpoint_map()
-    report = _match({n: tuple(v.shape) for n, v in table.items()}, stored, path, required)
+    report = match_shapes({n: tuple(v.shape) for n, v in table.items()}, stored, path, required)
     reader = tf.train.load_checkpoint(path)
     for name in report.restored:
         table[name].assign(reader.get_tensor(name))
@@ -280,7 +280,7 @@ def load_hf_weights(model, folder: str, required: tuple[str, ...] = ("bert/",)) 
     for name, value in tensors.items():
         if name not in mapped and not name.endswith("position_ids") and name != "cls.predictions.decoder.weight":
             stored[name] = value.shape
-    report = _match(expected, stored, os.path.join(folder, "model.safetensors"), required)
+    report = match_shapes(expected, stored, os.path.join(folder, "model.safetensors"), required)
     for google_name in report.restored:
         table[google_name].assign(sources[google_name])
     return report

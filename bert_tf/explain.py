@@ -400,14 +400,14 @@ class SpanExplainer:
 
         example, features = self.windows(question, context)
         starts, ends = self.span_logits(features)
-        spans, _ = squad_postprocess._candidates(
+        spans, _ = squad_postprocess.candidates(
             features, [list(map(float, s)) for s in starts], [list(map(float, e)) for e in ends],
             self.n_best_size, self.max_answer_length, False)
         if spans:
             best = max(spans, key=lambda c: c.start_logit + c.end_logit)
             window, start, end = best.feature_index, best.start, best.end
             feature = features[window]
-            answer = squad_postprocess._span_text(
+            answer = squad_postprocess.span_text(
                 example, feature, start, end, self.tokenizer.do_lower_case, False,
                 self.tokenizer.control_chars)
         else:

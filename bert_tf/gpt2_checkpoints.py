@@ -82,7 +82,7 @@ def load_openai_checkpoint(model: gpt2.GPT2LM, path: str) -> LoadReport:
     stored = checkpoints.list_checkpoint(prefix)
     table = model.checkpoint_map()
     expected = {n: _openai_shape(n, v.shape) for n, v in table.items()}
-    report = checkpoints._match(expected, stored, prefix, required=("model/",))
+    report = checkpoints.match_shapes(expected, stored, prefix, required=("model/",))
     reader = tf.train.load_checkpoint(prefix)
     for name in report.restored:
         table[name].assign(np.reshape(reader.get_tensor(name), table[name].shape))
@@ -222,7 +222,7 @@ def load_hf_weights(model: gpt2.GPT2LM, folder: str) -> LoadReport:
                                       "embedding; GPT-2's output layer is tied to it")
         elif not re.search(r"\.attn\.(masked_)?bias$", name):  # causal-mask buffers
             stored[name] = value.shape
-    report = checkpoints._match(expected, stored, path, required=("model/",))
+    report = checkpoints.match_shapes(expected, stored, path, required=("model/",))
     for name in report.restored:
         table[name].assign(sources[name])
     return report

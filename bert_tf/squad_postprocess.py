@@ -107,7 +107,7 @@ def get_final_text(pred_text: str, orig_text: str, do_lower_case: bool,
     return orig_text[orig_start:orig_end + 1]
 
 
-def _candidates(features, start_logits, end_logits, n_best_size, max_answer_length,
+def candidates(features, start_logits, end_logits, n_best_size, max_answer_length,
                 version_2_with_negative):
     """Valid spans of all windows of one question, and its null candidate."""
     spans = []
@@ -133,7 +133,7 @@ def _candidates(features, start_logits, end_logits, n_best_size, max_answer_leng
     return spans, null
 
 
-def _span_text(example, feature, start, end, do_lower_case, verbose_logging, control_chars):
+def span_text(example, feature, start, end, do_lower_case, verbose_logging, control_chars):
     pieces = " ".join(feature.tokens[start:end + 1])
     # Join the wordpieces split off a word back onto it.
     pieces = pieces.replace(" ##", "").replace("##", "")
@@ -167,7 +167,7 @@ def compute_predictions(examples, features, start_logits, end_logits, n_best_siz
         # Python floats, so that sums and comparisons are Google's.
         starts = [[float(x) for x in start_logits[i]] for i in rows]
         ends = [[float(x) for x in end_logits[i]] for i in rows]
-        spans, null = _candidates(own, starts, ends, n_best_size, max_answer_length,
+        spans, null = candidates(own, starts, ends, n_best_size, max_answer_length,
                                   version_2_with_negative)
         if version_2_with_negative:
             # A question with no windows has no null score either: Google's
@@ -181,7 +181,7 @@ def compute_predictions(examples, features, start_logits, end_logits, n_best_siz
             if len(nbest) >= n_best_size:
                 break
             if candidate.start > 0:
-                text = _span_text(example, own[candidate.feature_index], candidate.start,
+                text = span_text(example, own[candidate.feature_index], candidate.start,
                                   candidate.end, do_lower_case, verbose_logging, control_chars)
                 if text in seen:
                     continue

@@ -21,14 +21,13 @@ sub-layer) and the causal mask differ.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from bert_tf import atomic_io, modeling, text_files
+from bert_tf import modeling
 from bert_tf.modeling import ConfigError
 
 # A large negative score for keys a query may not see, as BERT uses for
@@ -38,7 +37,7 @@ _MASKED = -10000.0
 
 
 @dataclasses.dataclass
-class GPT2Config:
+class GPT2Config(modeling.JsonConfig):
     """Hyper-parameters of a GPT-2, under the names of OpenAI's `hparams.json`.
 
     `hparams.json` has only `n_vocab`, `n_ctx`, `n_embd`, `n_head` and
@@ -49,6 +48,8 @@ class GPT2Config:
     >>> GPT2Config.preset("medium").n_layer
     24
     """
+
+    FILE_KIND = "GPT-2 hparams file"
 
     n_vocab: int = 50257
     n_ctx: int = 1024
@@ -105,19 +106,6 @@ class GPT2Config:
         except ConfigError as e:
             raise ConfigError(str(e).replace("GPT2Config:", f"{source}:", 1)) from None
 
-    @classmethod
-    def from_json_file(cls, path: str) -> "GPT2Config":
-        values = text_files.read_json(path, "GPT-2 hparams file", error=ConfigError)
-        return cls.from_dict(values, source=path)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json_string(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-
-    def to_json_file(self, path: str) -> None:
-        atomic_io.write_text(path, self.to_json_string())
 
 
 PRESETS = {

@@ -52,9 +52,36 @@ ACTIVATIONS = {
 }
 
 
+class JsonConfig:
+    """JSON in and out for the dataclass configs (`BertConfig`, `gpt2.GPT2Config`).
+
+    A subclass is a dataclass with a `from_dict(values, source)` that checks
+    the values and names `source` in its errors; `FILE_KIND` says what its
+    file is in a read error.
+    """
+
+    FILE_KIND = "config file"
+
+    @classmethod
+    def from_json_file(cls, path: str):
+        values = text_files.read_json(path, cls.FILE_KIND, error=ConfigError)
+        return cls.from_dict(values, source=path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def to_json_file(self, path: str) -> None:
+        atomic_io.write_text(path, self.to_json_string())
+
+
 @dataclasses.dataclass
-class BertConfig:
+class BertConfig(JsonConfig):
     """Hyper-parameters of a BERT encoder, as in Google's `bert_config.json`."""
+
+    FILE_KIND = "BERT config file"
 
     vocab_size: int
     hidden_size: int = 768
@@ -111,19 +138,6 @@ class BertConfig:
         except ConfigError as e:
             raise ConfigError(str(e).replace("BertConfig:", f"{source}:", 1)) from None
 
-    @classmethod
-    def from_json_file(cls, path: str) -> "BertConfig":
-        values = text_files.read_json(path, "BERT config file", error=ConfigError)
-        return cls.from_dict(values, source=path)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json_string(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-
-    def to_json_file(self, path: str) -> None:
-        atomic_io.write_text(path, self.to_json_string())
 
 
 _DROPOUT_ALGORITHM = contextvars.ContextVar("dropout_algorithm", default="philox")

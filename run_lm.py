@@ -54,7 +54,8 @@ def _tokenizer_and_files(found):
         if FLAGS.vocab_dir and FLAGS.vocab_file:
             raise ValueError("give --vocab_dir (BPE) or --vocab_file (WordPiece), not both")
         tokenizer = lm_data.load_tokenizer(FLAGS.vocab_dir, FLAGS.vocab_file, FLAGS.do_lower_case)
-        source = FLAGS.vocab_dir or FLAGS.vocab_file
+        source = (f"--vocab_dir={FLAGS.vocab_dir}" if FLAGS.vocab_dir
+                  else f"--vocab_file={FLAGS.vocab_file}")
     elif found is not None:
         tokenizer = gpt2_pretrained.load_tokenizer(found)
         source = " + ".join(found.tokenizer_files)

@@ -36,8 +36,10 @@ AUTOTUNE = tf.data.AUTOTUNE
 # Input
 # ----------------------------------------------------------------------------
 
-def window_length(file_patterns) -> int:
-    """n_ctx of the records (their `input_ids` length minus one), from the first file."""
+def window_length(file_patterns, n_vocab: int | None = None, records_checked: int = 100) -> int:
+    """n_ctx of the records (their `input_ids` length minus one), from the first
+    file; with `n_vocab`, its first records' ids must lie below it (records made
+    with another vocabulary are named here rather than failing inside a step)."""
     path = text_files.expand_globs(file_patterns)[0]
     spec = {lm_data.FEATURE: tf.io.VarLenFeature(tf.int64)}
     try:
@@ -56,6 +58,14 @@ def window_length(file_patterns) -> int:
     if length < 1:
         raise input_pipeline.InputFileError(f"{path}: records without an {lm_data.FEATURE} "
                                             "window (create_lm_data.py writes them)")
+    if n_vocab is not None:
+        largest = max(int(tf.reduce_max(tf.io.parse_single_example(r, spec)[lm_data.FEATURE]
+                                        .values))
+                      for r in tf.data.TFRecordDataset(path).take(records_checked))
+        if largest >= n_vocab:
+            raise input_pipeline.InputFileError(
+                f"{path}: token id {largest} is beyond the model's n_vocab {n_vocab}: the "
+                "records were made with another vocabulary")
     return length
 
 
@@ -227,7 +237,8 @@ def run_lm(settings: LMSettings, strategy=None) -> dict:
     eval_file = settings.eval_file or settings.input_file
     if settings.do_eval and not eval_file:
         raise ValueError("--do_eval needs --eval_file")
-    n_ctx = window_length(settings.input_file if settings.do_train else eval_file)
+    n_ctx = window_length(settings.input_file if settings.do_train else eval_file,
+                          settings.config.n_vocab)
     if n_ctx > settings.config.n_ctx:
         raise ValueError(f"the records hold windows of {n_ctx} tokens, more than the model's "
                          f"n_ctx {settings.config.n_ctx}: recreate them with --n_ctx={settings.config.n_ctx} "

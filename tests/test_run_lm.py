@@ -4,6 +4,7 @@ between checkpoints resumes to the same weights, the held-out perplexity in
 eval_results.txt is what Hugging Face computes with the weights the output
 folder holds, and run_lm.py's output folder is one generate.py samples from."""
 
+import dataclasses
 import json
 import math
 import os
@@ -179,3 +180,16 @@ def test_script_trains_from_scratch_and_generate_samples_from_its_folder(data, t
     assert gen.returncode == 0, gen.stderr[-3000:]
     line = json.loads(samples.read_text().splitlines()[0])
     assert line["prefix"] == "In the beginning" and line["new_tokens"] == 5
+
+
+def test_records_that_do_not_fit_the_model_are_named(data, tmp_path):
+    train = str(data / "train.tfrecord")
+    assert lm.window_length(train, n_vocab=600) == N_CTX
+    with pytest.raises(ValueError, match=r"train\.tfrecord: token id \d+ is beyond the "
+                                         r"model's n_vocab 100"):
+        lm.window_length(train, n_vocab=100)
+    short = dataclasses.replace(_config(data), n_ctx=16)
+    with pytest.raises(ValueError, match="windows of 32 tokens, more than the model's n_ctx 16"):
+        lm.run_lm(_settings(data, tmp_path / "out", config=short))
+    with pytest.raises(ValueError, match="At least one of --do_train or --do_eval"):
+        lm.run_lm(_settings(data, tmp_path / "out", do_train=False, do_eval=False))

@@ -370,11 +370,9 @@ def evaluate(articles, predictions, null_odds, version_2_with_negative: bool) ->
 
 
 def export(model, settings: SquadSettings) -> None:
-    try:
-        from bert_tf import squad_serving
-    except ImportError as error:
-        raise ValueError(f"--export_dir: this installation has no SQuAD serving export "
-                         f"(bert_tf.squad_serving: {error})") from None
+    # Imported here: only an export needs the serving graph's tensorflow-text ops.
+    from bert_tf import squad_serving
+
     source = settings.source
     squad_serving.export_squad_answerer(
         model, settings.export_dir, vocab_file=source.vocab_file,

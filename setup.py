@@ -15,7 +15,7 @@ setup(
     py_modules=[
         "create_pretraining_data", "run_pretraining", "run_classifier",
         "extract_features", "learn_vocab", "export_hub", "serve_embeddings", "explain",
-        "run_squad", "generate",
+        "run_squad", "generate", "create_lm_data", "run_lm",
     ],
     install_requires=[
         # tensorflow-text is built against one TensorFlow minor version.

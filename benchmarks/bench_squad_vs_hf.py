@@ -27,7 +27,7 @@ other, so background load during one of them shows in the ratio.
         --max_seq_length 128 --doc_stride 64 --max_steps 12 --log_steps 4
     # the real run: 20 articles to train, the other 4 to evaluate
     PYTHONPATH=. python benchmarks/bench_squad_vs_hf.py \
-        --squad_file ../shared/data/squad/dev-v1.1-b.json --train_articles 20 \
+        --squad_file squad/dev-v1.1.json --train_articles 20 \
         --output squad_vs_hf.json
 """
 

@@ -9,7 +9,7 @@ ids, mask, start/end positions, token-to-word map and max-context flags are
 all identical. Prints one JSON line per setting.
 
     PYTHONPATH=. python benchmarks/squad_features_vs_google.py \
-        --squad_file ../shared/data/squad/dev-v1.1-b.json --max_seq_length 384 --doc_stride 128
+        --squad_file squad/dev-v1.1.json --max_seq_length 384 --doc_stride 128
 """
 
 from __future__ import annotations

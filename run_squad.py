@@ -80,12 +80,10 @@ def main(_):
         squad_data.read_squad_file(FLAGS.train_file)
     if (FLAGS.do_predict or FLAGS.do_eval) and FLAGS.predict_file:
         squad_data.read_squad_file(FLAGS.predict_file)
-    from bert_tf import squad, tokenization
+    from bert_tf import squad
 
     source = cli.pretrained_from_flags(FLAGS)
     strategy = cli.strategy_from_flags(FLAGS)
-    control_chars = (FLAGS.control_chars if "control_chars" in FLAGS
-                     else tokenization.DEFAULT_CONTROL_CHARS)
     settings = squad.SquadSettings(
         output_dir=FLAGS.output_dir, source=source, train_file=FLAGS.train_file,
         predict_file=FLAGS.predict_file, do_train=FLAGS.do_train, do_predict=FLAGS.do_predict,
@@ -99,7 +97,7 @@ def main(_):
         null_score_diff_threshold=FLAGS.null_score_diff_threshold,
         verbose_logging=FLAGS.verbose_logging, training=cli.training_options_from_flags(FLAGS),
         export_dir=FLAGS.export_dir, encoder_factory=cli.hub_encoder_factory(FLAGS),
-        control_chars=control_chars)
+        control_chars=FLAGS.control_chars)
     squad.run_squad(settings, strategy)
 
 

@@ -9,6 +9,7 @@ wrote is compared with the reference of the rule it was given.
 """
 
 import json
+import logging
 import runpy
 import threading
 import urllib.request
@@ -44,6 +45,17 @@ def test_references_disagree_on_the_probe():
     # Otherwise the tests below could not tell the rules apart.
     assert reference_tokens(PROBE, "google") == ["i", "love", "it", "[UNK]", "!"]
     assert reference_tokens(PROBE, "huggingface") == ["i", "love", "it", "!"]
+
+
+@pytest.fixture(autouse=True)
+def keep_absl_log_level():
+    """Running a script's flags and main() here leaves the "absl" logger at
+    WARNING (absl's --verbosity default); later tests in this process read
+    its INFO records, so each test hands the level back as it found it."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    yield
+    logger.setLevel(level)
 
 
 def run_script(script, *args):

@@ -138,29 +138,17 @@ def naming_bad_files(file_patterns):
         raise
 
 
-def pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int,
-                        max_predictions_per_seq: int, is_training: bool,
-                        input_context: tf.distribute.InputContext | None = None,
-                        seed: int | None = None,
-                        dynamic_masking: DynamicMasking | None = None,
-                        shuffle_buffer_size: int = 1000,
-                        verify_all_records: bool = False) -> tf.data.Dataset:
-    """Batches of pretraining inputs; see the module docstring for the keys.
+def record_batches(files: list[str], batch_size: int, is_training: bool,
+                   input_context: tf.distribute.InputContext | None = None,
+                   seed: int | None = None, shuffle_buffer_size: int = 1000) -> tf.data.Dataset:
+    """Batches of serialized records from TFRecord `files`, for any stage.
 
     `batch_size` is global: with an `input_context` each input pipeline
     reads its share of the files (or of the records, when there are fewer
     files than pipelines) and batches the per-replica size. Training
     repeats and shuffles (files, then records); evaluation reads each
-    record once, in order.
+    record once, in order, the last batch possibly smaller.
     """
-    files = text_files.expand_globs(file_patterns)
-    spec = record_spec(max_seq_length, max_predictions_per_seq, dynamic_masking is not None)
-    for path in files:
-        validate_record_file(path, spec, verify_all_records)
-    if dynamic_masking is not None and max_predictions_per_seq > max_seq_length:
-        raise ValueError(f"max_predictions_per_seq={max_predictions_per_seq} exceeds "
-                         f"max_seq_length={max_seq_length}")
-
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     num_pipelines = input_context.num_input_pipelines if input_context else 1
@@ -186,6 +174,34 @@ def pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int,
     else:
         dataset = dataset.flat_map(read)
     dataset = dataset.batch(batch_size, drop_remainder=is_training)
+    return dataset
+
+
+def pretraining_dataset(file_patterns, batch_size: int, max_seq_length: int,
+                        max_predictions_per_seq: int, is_training: bool,
+                        input_context: tf.distribute.InputContext | None = None,
+                        seed: int | None = None,
+                        dynamic_masking: DynamicMasking | None = None,
+                        shuffle_buffer_size: int = 1000,
+                        verify_all_records: bool = False) -> tf.data.Dataset:
+    """Batches of pretraining inputs; see the module docstring for the keys.
+
+    `batch_size` is global: with an `input_context` each input pipeline
+    reads its share of the files (or of the records, when there are fewer
+    files than pipelines) and batches the per-replica size. Training
+    repeats and shuffles (files, then records); evaluation reads each
+    record once, in order.
+    """
+    files = text_files.expand_globs(file_patterns)
+    spec = record_spec(max_seq_length, max_predictions_per_seq, dynamic_masking is not None)
+    for path in files:
+        validate_record_file(path, spec, verify_all_records)
+    if dynamic_masking is not None and max_predictions_per_seq > max_seq_length:
+        raise ValueError(f"max_predictions_per_seq={max_predictions_per_seq} exceeds "
+                         f"max_seq_length={max_seq_length}")
+
+    dataset = record_batches(files, batch_size, is_training, input_context, seed,
+                             shuffle_buffer_size)
     dataset = dataset.map(lambda records: _to_model_inputs(tf.io.parse_example(records, spec)),
                           num_parallel_calls=AUTOTUNE, deterministic=True)
     if dynamic_masking is not None:

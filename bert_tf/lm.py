@@ -83,27 +83,8 @@ def lm_dataset(file_patterns, batch_size: int, n_ctx: int, is_training: bool,
     spec = {lm_data.FEATURE: tf.io.FixedLenFeature([n_ctx + 1], tf.int64)}
     for path in files:
         input_pipeline.validate_record_file(path, spec)
-    if input_context is not None:
-        batch_size = input_context.get_per_replica_batch_size(batch_size)
-    num_pipelines = input_context.num_input_pipelines if input_context else 1
-    pipeline_id = input_context.input_pipeline_id if input_context else 0
-    shard_files = len(files) >= num_pipelines
-
-    def read(path):
-        records = tf.data.TFRecordDataset(path)
-        return records if shard_files else records.shard(num_pipelines, pipeline_id)
-
-    dataset = tf.data.Dataset.from_tensor_slices(files)
-    if shard_files and num_pipelines > 1:
-        dataset = dataset.shard(num_pipelines, pipeline_id)
-    if is_training:
-        dataset = dataset.shuffle(len(files), seed=seed).repeat()
-        dataset = dataset.interleave(read, cycle_length=min(len(files), 8),
-                                     num_parallel_calls=AUTOTUNE, deterministic=True)
-        dataset = dataset.shuffle(shuffle_buffer_size, seed=seed)
-    else:
-        dataset = dataset.flat_map(read)
-    dataset = dataset.batch(batch_size, drop_remainder=is_training)
+    dataset = input_pipeline.record_batches(files, batch_size, is_training, input_context,
+                                            seed, shuffle_buffer_size)
 
     def to_inputs(records):
         ids = tf.cast(tf.io.parse_example(records, spec)[lm_data.FEATURE], tf.int32)

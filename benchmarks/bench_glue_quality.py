@@ -6,8 +6,9 @@ tokenized by Google's tokenizer) with the same recipe: lr 5e-5, batch 32,
 10% linear warm-up then linear decay, length 128, 2 epochs, weight decay
 0.01, gradients clipped at norm 1, dropout 0.1. Methods:
 
-  ours         `run_classifier`'s defaults: length-sorted windows of 50
-               shuffled batches (`--bucket_by_length`), Google's optimizer
+  ours         `run_classifier`'s defaults: length-sorted windows of
+               shuffled batches (`--bucket_by_length`; 50 batches, or a
+               tenth of an epoch when fewer), Google's optimizer
   ours_random  random batches (`--bucket_window_batches=1`): the same
                example order as `--nobucket_by_length`, padded per batch
                instead of to 128, which changes the speed, not the result
@@ -143,7 +144,7 @@ def run_ours(name, method, args, work_dir, seed, source) -> dict:
 
     data_dir, processor_name, kwargs = task_setup(name, args, work_dir)
     options = METHODS[method]
-    window = options["bucket_window_batches"] or args.bucket_window_batches
+    window = options["bucket_window_batches"] or args.bucket_window_batches  # None: default
     start = time.perf_counter()
     results = classification.run_classifier(classification.ClassifierSettings(
         task_name=processor_name, data_dir=data_dir, source=source,
@@ -291,7 +292,8 @@ def main():
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--learning_rate", type=float, default=5e-5)
     parser.add_argument("--max_seq_length", type=int, default=128)
-    parser.add_argument("--bucket_window_batches", type=int, default=50)
+    parser.add_argument("--bucket_window_batches", type=int, default=None,
+                        help="ours: batches per length-sorting window (default: run_classifier's)")
     parser.add_argument("--skip_throughput", action="store_true")
     parser.add_argument("--warmup_steps", type=int, default=3)
     parser.add_argument("--window_steps", type=int, default=8)

@@ -94,7 +94,7 @@ class ClassifierSettings:
     warmup_proportion: float = 0.1
     max_train_examples: int | None = None
     bucket_by_length: bool = True
-    bucket_window_batches: int = classifier_data.DEFAULT_BUCKET_WINDOW_BATCHES
+    bucket_window_batches: int | None = classifier_data.DEFAULT_BUCKET_WINDOW_BATCHES
     skip_bad_rows: bool = False
     processor_kwargs: dict = dataclasses.field(default_factory=dict)
     training: trainer.TrainingOptions = dataclasses.field(default_factory=trainer.TrainingOptions)

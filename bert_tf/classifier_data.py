@@ -639,11 +639,36 @@ def aggregate_window_logits(logits, example_index, num_examples: int) -> np.ndar
 # tf.data
 # ---------------------------------------------------------------------------
 
-#: Batches per length-sorting window in training (`bucket_window_batches`).
-DEFAULT_BUCKET_WINDOW_BATCHES = 50
+#: Batches per length-sorting window in training (`bucket_window_batches`);
+#: None chooses `window_batches_for`'s default.
+DEFAULT_BUCKET_WINDOW_BATCHES = None
+
+#: The most batches the default window holds.
+MAX_DEFAULT_WINDOW_BATCHES = 50
 
 #: Regression labels are stratified by these many quantile bins per window.
 _REGRESSION_STRATA = 5
+
+
+def window_batches_for(batches_per_epoch: int, requested: int | None = None) -> int:
+    """Batches per length-sorting window: `requested`, or by default 50 or a tenth of an epoch.
+
+    A window's batches are all cut from one slice of the length
+    distribution, so the fewer windows an epoch has, the more every step
+    leans on one length range: with 1,000 SST-2 examples (31 batches) a
+    50-batch window sorted the whole epoch at once and cost 0.9 accuracy
+    points against random batches (mean of 3 seeds). Ten windows or more per
+    epoch keep each step close to a random batch; 50-batch windows save
+    nearly all the padding on large sets, and more batches save little more.
+
+    >>> window_batches_for(2104), window_batches_for(31), window_batches_for(5)
+    (50, 3, 1)
+    >>> window_batches_for(31, requested=50)
+    50
+    """
+    if requested is not None:
+        return requested
+    return max(1, min(MAX_DEFAULT_WINDOW_BATCHES, batches_per_epoch // 10))
 
 
 def _stratified_length_order(lengths, strata):
@@ -724,7 +749,7 @@ def classifier_dataset(features: Sequence[InputFeatures], batch_size: int, is_tr
                        seed: int | None = None, bucket_by_length: bool = True,
                        max_seq_length: int | None = None, input_context=None,
                        drop_remainder: bool | None = None, with_example_index: bool = True,
-                       bucket_window_batches: int = DEFAULT_BUCKET_WINDOW_BATCHES):
+                       bucket_window_batches: int | None = DEFAULT_BUCKET_WINDOW_BATCHES):
     """A tf.data.Dataset of `(inputs, labels)` batches.
 
     `inputs` holds int32 `input_word_ids`, `input_mask`, `input_type_ids`
@@ -735,7 +760,7 @@ def classifier_dataset(features: Sequence[InputFeatures], batch_size: int, is_tr
     With `bucket_by_length` each batch is padded to its own longest sequence;
     training also sorts each window of `bucket_window_batches` shuffled
     batches by length before cutting it into batches (1: plain random
-    batches). Otherwise batches are padded to `max_seq_length`. Training
+    batches; None: `window_batches_for`'s default for the data's size). Otherwise batches are padded to `max_seq_length`. Training
     shuffles with `seed`, repeats forever and by default drops the last
     partial batch; evaluation keeps the order and
     yields every feature exactly once. Under `tf.distribute`, pass the
@@ -750,7 +775,7 @@ def classifier_dataset(features: Sequence[InputFeatures], batch_size: int, is_tr
         drop_remainder = is_training
     if drop_remainder and not is_training:
         raise ValueError("drop_remainder=True would lose evaluation examples")
-    if bucket_window_batches < 1:
+    if bucket_window_batches is not None and bucket_window_batches < 1:
         raise ValueError(f"bucket_window_batches must be >= 1, got {bucket_window_batches}")
     lengths = np.fromiter((len(f.input_ids) for f in features), np.int64, len(features))
     longest = int(lengths.max())
@@ -780,13 +805,18 @@ def classifier_dataset(features: Sequence[InputFeatures], batch_size: int, is_tr
             dataset = dataset.shard(input_context.num_input_pipelines,
                                     input_context.input_pipeline_id)
         batch_size = input_context.get_per_replica_batch_size(batch_size)
+        num_features = len(range(input_context.input_pipeline_id, len(features),
+                                 input_context.num_input_pipelines))
+    else:
+        num_features = len(features)
     if is_training:
         dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
         dataset = dataset.repeat()
-        if bucket_by_length and bucket_window_batches > 1:
+        window_batches = window_batches_for(num_features // batch_size, bucket_window_batches)
+        if bucket_by_length and window_batches > 1:
             if seed is None:  # still one fixed stream per dataset, as shuffle's own draw
                 seed = int(np.random.default_rng().integers(2 ** 31))
-            dataset = _sort_windows_by_length(dataset, batch_size, bucket_window_batches, seed)
+            dataset = _sort_windows_by_length(dataset, batch_size, window_batches, seed)
 
     def to_model_inputs(element):
         word_ids = element["input_word_ids"]

@@ -517,6 +517,35 @@ def test_window_batches_mix_labels_at_least_as_evenly_as_random_batches():
     assert p_value(sorted_batches) < 1e-6
 
 
+def test_default_window_holds_at_most_a_tenth_of_an_epoch():
+    # 240 examples in batches of 8: 30 batches an epoch, so the default
+    # window is 3 batches (24 examples). Each run of 3 consecutive batches then
+    # holds one window's examples, sorted by length across its batches, and
+    # every example comes once per epoch. One label, so that the order within
+    # a window is by length alone.
+    lengths = np.random.default_rng(14).integers(3, 200, 240)
+    features = _features(lengths)
+    for feature in features:
+        feature.label_id = 0
+    batches = _training_batches(features, 8, 60, seed=15)
+    for epoch in range(2):
+        seen = np.concatenate([index for index, _, _ in batches[30 * epoch:30 * epoch + 30]])
+        assert sorted(seen) == list(range(240)), f"epoch {epoch}"
+    spans = []
+    for start in range(0, 60, 3):
+        window = [lengths[index] for index, _, _ in batches[start:start + 3]]
+        ranges = sorted((w.min(), w.max()) for w in window)
+        # Sorted within the window: the batches' length ranges do not overlap.
+        assert all(a[1] <= b[0] for a, b in zip(ranges, ranges[1:])), ranges
+        spans.append(max(r[1] for r in ranges) - min(r[0] for r in ranges))
+    # ...but a window is not the whole epoch: its lengths span about what 24
+    # random examples span, not the epoch's whole range sorted into 30 batches.
+    assert np.median(spans) > 0.6 * (lengths.max() - lengths.min())
+    explicit = _training_batches(features, 8, 30, seed=15, bucket_window_batches=30)
+    ranges = sorted((lengths[index].min(), lengths[index].max()) for index, _, _ in explicit)
+    assert all(a[1] <= b[0] for a, b in zip(ranges, ranges[1:]))
+
+
 class _Labels:
     """Stands in for a batch's label tensor."""
 

@@ -133,30 +133,13 @@ class LMTask:
             losses={"lm": tf.reduce_sum(nll)},
             metrics={"accuracy": (tf.reduce_sum(tf.cast(correct, tf.float32)), count)})
 
-
-class LMTrainer(trainer.Trainer):
-    """The trainer, with perplexity (exp of the mean token NLL) and tokens/s
-    added to what it logs and summarises."""
-
-    def __init__(self, task: LMTask, config: trainer.TrainerConfig, strategy=None,
-                 tokens_per_example: int = 1):
-        super().__init__(task, config, strategy)
-        self.tokens_per_example = tokens_per_example
-
-    def _log_train(self, step, logged, run_start, run_start_step):
-        logged["perplexity"] = _perplexity(logged["loss"])
-        logged["tokens_per_second"] = logged["examples_per_second"] * self.tokens_per_example
-        super()._log_train(step, logged, run_start, run_start_step)
-        logging.info("step %d: perplexity %.2f, %.0f tokens/s", step, logged["perplexity"],
-                     logged["tokens_per_second"])
-
-    def evaluate(self, dataset_fn, max_steps=None):
-        results = super().evaluate(dataset_fn, max_steps)
-        results["perplexity"] = _perplexity(results["lm"])
-        with self._writer("eval").as_default(step=int(self.global_step.numpy())):
-            tf.summary.scalar("perplexity", results["perplexity"])
-        self._writer("eval").flush()
-        return results
+    def summaries(self, totals: trainer.Totals) -> dict[str, float]:
+        """Perplexity (exp of the mean token NLL), and tokens/s in training:
+        the loss count is the number of target tokens."""
+        values = {"perplexity": _perplexity(totals.losses["lm"])}
+        if totals.training:
+            values["tokens_per_second"] = totals.counts["lm"] / max(totals.seconds, 1e-9)
+        return values
 
 
 def _perplexity(nll: float) -> float:
@@ -230,7 +213,7 @@ def run_lm(settings: LMSettings, strategy=None) -> dict:
         settings.training, model_dir=os.path.join(settings.output_dir, TRAINING_DIR),
         num_train_steps=settings.num_train_steps, learning_rate=settings.learning_rate,
         num_warmup_steps=settings.num_warmup_steps)
-    runner = LMTrainer(task, config, strategy, tokens_per_example=n_ctx)
+    runner = trainer.Trainer(task, config, strategy)
     seed = runner.config.seed
 
     def dataset_fn(files, batch_size, is_training):

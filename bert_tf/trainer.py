@@ -106,8 +106,35 @@ class TaskOutputs:
     predictions: Mapping[str, tf.Tensor] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass(frozen=True)
+class Totals:
+    """What the trainer measured over one logged window of training steps, or
+    over one whole evaluation; the input of a task's optional `summaries`.
+
+    losses: the mean of each loss term, as the trainer reports it.
+    counts: each loss term's `loss_counts` summed over the window (say, the
+      target tokens a language model saw).
+    examples: examples (batch rows) seen; seconds: the wall-clock time taken.
+    """
+
+    training: bool
+    losses: Mapping[str, float]
+    counts: Mapping[str, float]
+    examples: float
+    steps: int
+    seconds: float
+
+
 class Task(Protocol):
-    """What pretraining or a fine-tuning task plugs into the trainer."""
+    """What pretraining or a fine-tuning task plugs into the trainer.
+
+    A task may also define `summaries(totals: Totals) -> dict[str, float]`:
+    scalars of its own, derived from what the trainer measured (perplexity
+    from the mean loss, tokens/s from the counts and the time). The trainer
+    calls it for every logged training window and every evaluation, writes
+    each scalar to TensorBoard under its name beside its own ones, adds it to
+    the log line, and returns it with the window's or evaluation's values.
+    """
 
     def build_model(self) -> keras.Model:
         """Returns the model with its variables created (built)."""
@@ -143,13 +170,16 @@ class Trainer:
     ...         x, y = batch
     ...         error = model(x, training=training)[:, 0] - y
     ...         return TaskOutputs(losses={"mse": tf.reduce_sum(error ** 2)})
+    ...     def summaries(self, totals):  # optional: scalars of the task's own
+    ...         return {"rmse": totals.losses["mse"] ** 0.5}
     >>> data = tf.data.Dataset.from_tensor_slices(([[1.0], [2.0], [3.0]], [2.0, 4.0, 6.0]))
     >>> config = TrainerConfig(model_dir=tempfile.mkdtemp(), num_train_steps=300,
     ...                        learning_rate=0.1, weight_decay_rate=0.0, steps_per_loop=100)
     >>> runner = Trainer(LineTask(), config)
     >>> logged = runner.train(lambda input_context: data.batch(3))
-    >>> runner.evaluate(lambda input_context: data.batch(3))["mse"] < 1e-3
-    True
+    >>> results = runner.evaluate(lambda input_context: data.batch(3))
+    >>> results["mse"] < 1e-3, abs(results["rmse"] ** 2 - results["mse"]) < 1e-12
+    (True, True)
     """
 
     def __init__(self, task: Task, config: TrainerConfig, strategy: tf.distribute.Strategy | None = None):
@@ -330,6 +360,8 @@ class Trainer:
         # Sum over replicas: the optimizer was built with
         # aggregate_gradients=False so that clipping sees the global gradient.
         grads, stats = replica.all_reduce(_SUM, (grads, stats))
+        # Already global: the total over the window is what `Totals.counts` holds.
+        stats["counts"] = counts
 
         # Clip by the global norm. Under fp16 the gradients still carry the
         # loss scale: clipping them at clip_norm * scale equals clipping the
@@ -442,22 +474,44 @@ class Trainer:
             step += num_steps
             done = step == config.num_train_steps
             if step % config.log_steps == 0 or done:
-                logged = _summarise(window, window_steps, time.time() - window_start)
-                self._log_train(step, logged, run_start, run_start_step)
+                seconds = time.time() - window_start
+                logged = _summarise(window, window_steps, seconds)
+                extra = self._task_summaries(logged, Totals(
+                    training=True,
+                    losses={name: float(v / window_steps) for name, v in window["terms"].items()},
+                    counts={name: float(v) for name, v in window["counts"].items()},
+                    examples=float(window["examples"]), steps=window_steps, seconds=seconds))
+                self._log_train(step, logged, extra, run_start, run_start_step)
                 window, window_steps, window_start = None, 0, time.time()
             if step % config.save_checkpoints_steps == 0 or done or stop.signum is not None:
                 self._save()
         return logged
 
-    def _log_train(self, step, logged, run_start, run_start_step):
+    def _task_summaries(self, values: dict[str, float], totals: Totals) -> dict[str, float]:
+        """The task's own scalars for `totals` (none without `Task.summaries`),
+        added to `values`; returns them alone."""
+        summaries = getattr(self.task, "summaries", None)
+        if summaries is None:
+            return {}
+        extra = {name: float(value) for name, value in summaries(totals).items()}
+        clashes = sorted(set(extra) & set(values))
+        if clashes:
+            raise ValueError(f"{type(self.task).__name__}.summaries returned {clashes}, names "
+                             "the trainer already reports; choose others")
+        values.update(extra)
+        return extra
+
+    def _log_train(self, step, logged, extra, run_start, run_start_step):
         with self._writer("train").as_default(step=step):
             for name, value in logged.items():
                 tf.summary.scalar(name, value)
         rate = (step - run_start_step) / max(time.time() - run_start, 1e-9)
         eta = (self.config.num_train_steps - step) / max(rate, 1e-9)
-        logging.info("step %d/%d  loss %.4f  lr %.3g  grad_norm %.3g  %.1f examples/s  ETA %s",
+        logging.info("step %d/%d  loss %.4f  lr %.3g  grad_norm %.3g  %.1f examples/s%s  ETA %s",
                      step, self.config.num_train_steps, logged["loss"], logged["learning_rate"],
-                     logged["grad_norm"], logged["examples_per_second"], _format_seconds(eta))
+                     logged["grad_norm"], logged["examples_per_second"],
+                     "".join(f"  {name} {value:.6g}" for name, value in extra.items()),
+                     _format_seconds(eta))
 
     # ----- evaluation and prediction -----
 
@@ -467,7 +521,9 @@ class Trainer:
         counts = {name: tf.cast(v, tf.float64) for name, v in self.task.loss_counts(batch).items()}
         metrics = {name: (tf.cast(n, tf.float64), tf.cast(d, tf.float64))
                    for name, (n, d) in outputs.metrics.items()}
-        return tf.distribute.get_replica_context().all_reduce(_SUM, (sums, counts, metrics))
+        examples = tf.cast(_batch_size(batch), tf.float64)
+        return tf.distribute.get_replica_context().all_reduce(
+            _SUM, (sums, counts, metrics, examples))
 
     def _distributed_eval(self, batch):
         result = self.strategy.run(self._replica_eval, args=(batch,))
@@ -485,21 +541,28 @@ class Trainer:
         """Exact metrics over the whole (finite) dataset, or its first max_steps steps.
 
         Each loss term is its total over the data divided by its total count;
-        'loss' is their sum; each metric is numerator total / denominator total.
+        'loss' is their sum; each metric is numerator total / denominator total;
+        a task's `summaries` add their own values.
         """
+        start = time.time()
         dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
-        totals = None
+        totals, steps = None, 0
         for i, batch in enumerate(dataset):
             if max_steps is not None and i >= max_steps:
                 break
             result = tf.nest.map_structure(lambda t: t.numpy(), self._eval_step(batch))
             totals = result if totals is None else tf.nest.map_structure(np.add, totals, result)
+            steps += 1
         if totals is None:
             raise ValueError("evaluate: dataset_fn produced no batches")
-        sums, counts, metrics = totals
-        results = {name: float(sums[name] / counts[name]) if counts[name] else 0.0 for name in sums}
-        results["loss"] = float(sum(results.values()))
+        sums, counts, metrics, examples = totals
+        losses = {name: float(sums[name] / counts[name]) if counts[name] else 0.0 for name in sums}
+        results = dict(losses)
+        results["loss"] = float(sum(losses.values()))
         results.update({name: float(n / d) if d else 0.0 for name, (n, d) in metrics.items()})
+        self._task_summaries(results, Totals(
+            training=False, losses=losses, counts={name: float(c) for name, c in counts.items()},
+            examples=float(examples), steps=steps, seconds=time.time() - start))
         with self._writer("eval").as_default(step=int(self.global_step.numpy())):
             for name, value in results.items():
                 tf.summary.scalar(name, value)

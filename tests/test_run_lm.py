@@ -171,7 +171,7 @@ def test_script_trains_from_scratch_and_generate_samples_from_its_folder(data, t
          "--log_steps=3", "--gradient_accumulation_steps=2"],
         capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "perplexity = " in run.stdout and "tokens/s" in run.stderr
+    assert "perplexity = " in run.stdout and "tokens_per_second " in run.stderr
     samples = out / "samples.jsonl"
     gen = subprocess.run(
         [sys.executable, str(REPO / "generate.py"), f"--init_checkpoint={out}",

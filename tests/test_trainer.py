@@ -145,6 +145,73 @@ def test_train_summaries_hold_the_expected_values(reference_run):
     assert scalars["examples_per_second"][2] > 0
 
 
+def test_a_task_without_summaries_logs_only_the_trainers_scalars(reference_run):
+    _, _, model_dir = reference_run
+    assert set(read_scalars(Path(model_dir) / "train")) == {
+        "loss", "loss/xent", "metrics/accuracy", "learning_rate", "grad_norm",
+        "examples_per_second"}
+
+
+class SummarisingTask(toy.ToyTask):
+    """The toy task with scalars of its own; it keeps every Totals it is given."""
+
+    def __init__(self, names=("weight_per_second", "exp_xent")):
+        super().__init__()
+        self.names = names
+        self.seen = []
+
+    def summaries(self, totals):
+        self.seen.append(totals)
+        first, second = self.names
+        return {first: totals.counts["xent"] / totals.seconds, second: np.exp(totals.losses["xent"])}
+
+
+def test_task_summaries_see_the_window_and_reach_tensorboard_and_the_log(tmp_path, caplog):
+    """Two steps of 2 accumulated micro-batches of 8, each step logged: the
+    counts, examples and losses a task's summaries get are those of the
+    step's 16 examples (the loss checked against PyTorch)."""
+    task = SummarisingTask()
+    config = trainer.TrainerConfig(model_dir=str(tmp_path), num_train_steps=2, learning_rate=0.05,
+                                   steps_per_loop=1, log_steps=1, save_checkpoints_steps=100,
+                                   gradient_accumulation_steps=2, seed=11)
+    run = trainer.Trainer(task, config, distribution.get_strategy("one_device"))
+    initial = [v.numpy() for v in run.model.trainable_variables]
+    data = toy.toy_data()
+    with caplog.at_level("INFO", logger="absl"):
+        logged = run.train(toy.dataset_fn_for(8))
+    first, second = task.seen
+    assert first.training and (first.steps, first.examples) == (1, 16.0)
+    assert first.counts["xent"] == pytest.approx(float(data["w"][:16].sum()), rel=1e-6)
+    assert second.counts["xent"] == pytest.approx(float(data["w"][16:32].sum()), rel=1e-6)
+    loss, _ = torch_loss_and_grads(initial, batch_of(data, 0, 16))
+    assert first.losses["xent"] == pytest.approx(loss, rel=1e-5)
+    assert first.seconds > 0
+    scalars = read_scalars(tmp_path / "train")
+    assert scalars["exp_xent"][1] == pytest.approx(np.exp(loss), rel=1e-5)
+    assert scalars["weight_per_second"][2] == pytest.approx(
+        second.counts["xent"] / second.seconds, rel=1e-5)
+    assert logged["exp_xent"] == pytest.approx(np.exp(second.losses["xent"]))
+    assert re.search(r"step 2/2 .*  weight_per_second [0-9.e+]+  exp_xent [0-9.]+ ", caplog.text)
+
+    results = run.evaluate(toy.dataset_fn_for(10))  # 10 batches, the last of 6
+    evaluation = task.seen[-1]
+    assert not evaluation.training and (evaluation.steps, evaluation.examples) == (10, 96.0)
+    assert evaluation.counts["xent"] == pytest.approx(float(data["w"].sum()), rel=1e-6)
+    expected = numpy_eval([v.numpy() for v in run.model.trainable_variables], data)["xent"]
+    assert evaluation.losses["xent"] == pytest.approx(expected, rel=1e-5)
+    assert results["exp_xent"] == pytest.approx(np.exp(expected), rel=1e-5)
+    assert read_scalars(tmp_path / "eval")["exp_xent"][2] == pytest.approx(np.exp(expected), rel=1e-5)
+
+
+def test_task_summaries_may_not_reuse_the_trainers_names(tmp_path):
+    config = trainer.TrainerConfig(model_dir=str(tmp_path), num_train_steps=1, steps_per_loop=1,
+                                   log_steps=1)
+    run = trainer.Trainer(SummarisingTask(names=("grad_norm", "extra")), config,
+                          distribution.get_strategy("one_device"))
+    with pytest.raises(ValueError, match=r"SummarisingTask.summaries returned \['grad_norm'\]"):
+        run.train(toy.dataset_fn_for(8))
+
+
 def test_evaluate_aggregates_exactly_with_an_uneven_last_batch(reference_run):
     run, _, model_dir = reference_run
     data = toy.toy_data()

@@ -28,8 +28,12 @@ Each step's logits go through, in this order (the order of GPT2-Chinese's
 
 With the cache (the default), the prompt runs once and each new token then
 costs one position: its keys and values are appended to every layer's cache
-instead of recomputing the whole sequence. `use_cache=False` recomputes it
-(the reference the cache is tested against).
+instead of recomputing the whole sequence. That decoding is `decode`, graph
+ops only: the prompt pass and a `tf.while_loop` over the new tokens, traced
+once per model (settings, batch and lengths are tensors), the same function
+the serving SavedModel (`generation_serving`) exports. `use_cache=False`
+recomputes the sequence in an eager Python loop (the reference the cache is
+tested against).
 
     >>> from bert_tf import gpt2
     >>> model = gpt2.GPT2LM(gpt2.GPT2Config(n_vocab=30, n_ctx=16, n_embd=16, n_head=2, n_layer=1))
@@ -82,47 +86,139 @@ def check_vocabulary(n_vocab: int, vocab_size: int, model_source: str = "the mod
                          f"{vocab_size} tokens, {model_source} says n_vocab={n_vocab}")
 
 
-def penalize_repetition(logits, seen, penalty: float):
+def penalize_repetition(logits, seen, penalty):
     """`logits` `[batch, vocab]` with the tokens where `seen` is true made
-    less likely: positive logits divided by `penalty`, negative multiplied."""
-    if penalty == 1.0:
+    less likely: positive logits divided by `penalty`, negative multiplied.
+    `penalty` may be a tensor (1 changes nothing: x / 1 and x * 1 are x)."""
+    if isinstance(penalty, (int, float)) and penalty == 1.0:
         return logits
+    penalty = tf.cast(penalty, logits.dtype)
     penalized = tf.where(logits > 0, logits / penalty, logits * penalty)
     return tf.where(seen, penalized, logits)
 
 
-def filter_top_k(logits, k: int):
-    """Logits outside each row's k largest become -inf (k = 0: no limit)."""
-    vocab = logits.shape[-1]  # None inside a step traced for relaxed shapes
-    if k <= 0 or (vocab is not None and k >= vocab):
-        return logits
-    kth = tf.math.top_k(logits, k=tf.minimum(k, tf.shape(logits)[-1])).values[:, -1:]
-    return tf.where(logits < kth, _NEG_INF, logits)
+def filter_top_k(logits, k):
+    """Logits outside each row's k largest become -inf (k = 0: no limit).
+    `k` may be a Python integer or an int32 tensor."""
+    k = tf.cast(k, tf.int32)
+    vocab = tf.shape(logits)[-1]  # the static size is unknown in a relaxed trace
+
+    def keep_k():
+        kth = tf.math.top_k(logits, k=tf.minimum(k, vocab)).values[:, -1:]
+        return tf.where(logits < kth, _NEG_INF, logits)
+
+    return tf.cond((k > 0) & (k < vocab), keep_k, lambda: logits)
 
 
-def filter_top_p(logits, p: float):
+def filter_top_p(logits, p):
     """Keeps each row's most likely tokens until their probability sum
-    reaches `p` (always the most likely one); the others become -inf."""
-    if p >= 1.0:
-        return logits
-    ordered = tf.sort(logits, axis=-1, direction="DESCENDING")
-    before = tf.cumsum(tf.nn.softmax(ordered, axis=-1), axis=-1, exclusive=True)
-    kept = tf.where(before < p, ordered, float("inf"))
-    smallest_kept = tf.reduce_min(kept, axis=-1, keepdims=True)
-    return tf.where(logits < smallest_kept, _NEG_INF, logits)
+    reaches `p` (always the most likely one); the others become -inf.
+    `p` may be a Python number or a float32 tensor; 1 keeps everything
+    (without sorting, which costs more than the rest of a small step)."""
+    p = tf.cast(p, tf.float32)
+
+    def nucleus():
+        ordered = tf.sort(logits, axis=-1, direction="DESCENDING")
+        before = tf.cumsum(tf.nn.softmax(ordered, axis=-1), axis=-1, exclusive=True)
+        kept = tf.where(before < p, ordered, float("inf"))
+        smallest_kept = tf.reduce_min(kept, axis=-1, keepdims=True)
+        return tf.where(logits < smallest_kept, _NEG_INF, logits)
+
+    return tf.cond(p < 1.0, nucleus, lambda: logits)
 
 
 def next_tokens(logits, seen, step, seed, temperature=1.0, top_k=0, top_p=1.0,
                 repetition_penalty=1.0):
-    """One token per row from `logits` `[batch, vocab]` (float32)."""
+    """One token per row from `logits` `[batch, vocab]` (float32).
+
+    The settings may be Python values or scalar tensors (a SavedModel takes
+    them as inputs); `top_k == 1` is the arg max, whatever the others say.
+    """
     logits = penalize_repetition(tf.cast(logits, tf.float32), seen, repetition_penalty)
-    if top_k == 1:
-        return tf.argmax(logits, axis=-1, output_type=tf.int32)
-    logits = filter_top_p(filter_top_k(logits / temperature, top_k), top_p)
-    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
-    uniform = tf.random.stateless_uniform(tf.shape(logits), seed=key,
-                                          minval=1e-20, maxval=1.0)
-    return tf.argmax(logits - tf.math.log(-tf.math.log(uniform)), axis=-1, output_type=tf.int32)
+
+    def sample():
+        filtered = filter_top_p(filter_top_k(logits / tf.cast(temperature, tf.float32), top_k),
+                                top_p)
+        key = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
+        uniform = tf.random.stateless_uniform(tf.shape(filtered), seed=key,
+                                              minval=1e-20, maxval=1.0)
+        return tf.argmax(filtered - tf.math.log(-tf.math.log(uniform)), axis=-1,
+                         output_type=tf.int32)
+
+    return tf.cond(tf.equal(tf.cast(top_k, tf.int32), 1),
+                   lambda: tf.argmax(logits, axis=-1, output_type=tf.int32), sample)
+
+
+def _mark_seen(seen, ids, mask=None):
+    """`seen` `[batch, vocab]` with `ids` `[batch, n]` (where `mask` is 1) set."""
+    rows = tf.broadcast_to(tf.range(tf.shape(ids)[0])[:, tf.newaxis], tf.shape(ids))
+    where = tf.stack([rows, ids], axis=-1)
+    if mask is not None:
+        where = tf.boolean_mask(where, tf.cast(mask, tf.bool))
+    where = tf.reshape(where, [-1, 2])
+    return tf.tensor_scatter_nd_update(seen, where, tf.ones(tf.shape(where)[:1], tf.bool))
+
+
+def decode(model, ids, mask, max_new_tokens, *, temperature=1.0, top_k=0, top_p=1.0,
+           repetition_penalty=1.0, stop_token_ids=(-1,), seed=0):
+    """The whole cached generation as graph ops: one pass over the prompts,
+    then a `tf.while_loop` that feeds one token per step through the
+    key/value cache, until `max_new_tokens` or every row has stopped.
+
+    `ids` and `mask` `[batch, prompt]` int32 are left-padded prompts (1 in
+    `mask` for real tokens); every other argument may be a scalar tensor
+    (`stop_token_ids` an int32 vector, -1 for none). Returns `tokens`
+    `[batch, max_new_tokens]` int32 (after a row's stop token, or after the
+    loop ends early, the slots hold -1) and `lengths` `[batch]`, the new
+    tokens before each row's first stop token. Call it inside a
+    tf.function: `generate` does, and so does the serving SavedModel.
+    """
+    ids, mask = tf.cast(ids, tf.int32), tf.cast(mask, tf.int32)
+    max_new_tokens = tf.cast(max_new_tokens, tf.int32)
+    stop = tf.reshape(tf.cast(stop_token_ids, tf.int32), [-1])
+    sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p,
+                    repetition_penalty=repetition_penalty)
+    batch, prompt_length = tf.shape(ids)[0], tf.shape(ids)[1]
+    total = prompt_length + max_new_tokens
+    # Row r's token in slot j sits at position j - (padding of row r).
+    padding = prompt_length - tf.reduce_sum(mask, axis=1, keepdims=True)
+    positions = tf.maximum(tf.range(total)[tf.newaxis, :] - padding, 0)
+    key_mask = tf.concat([mask, tf.ones([batch, max_new_tokens], tf.int32)], axis=1)
+    seen = _mark_seen(tf.zeros([batch, model.config.n_vocab], tf.bool), ids, mask)
+
+    def is_stop(token):
+        return tf.reduce_any(token[:, tf.newaxis] == stop[tf.newaxis, :], axis=1)
+
+    cache = model.empty_cache(batch, total)
+    logits, cache = model.call_with_cache(ids, positions[:, :prompt_length], cache,
+                                          tf.constant(0), key_mask)
+    token = next_tokens(logits[:, -1], seen, 0, seed, **sampling)
+    generated = tf.TensorArray(tf.int32, size=0, dynamic_size=True,
+                               element_shape=tf.TensorShape([None])).write(0, token)
+
+    def more(step, token, cache, seen, finished, generated):
+        return (step < max_new_tokens) & ~tf.reduce_all(finished)
+
+    def one_token(step, token, cache, seen, finished, generated):
+        slot = prompt_length + step - 1  # where the last token goes
+        logits, cache = model.call_with_cache(token[:, tf.newaxis], positions[:, slot:slot + 1],
+                                              cache, slot, key_mask)
+        seen = _mark_seen(seen, token[:, tf.newaxis])
+        token = next_tokens(logits[:, -1], seen, step, seed, **sampling)
+        return (step + 1, token, cache, seen, finished | is_stop(token),
+                generated.write(step, token))
+
+    _, _, _, _, _, generated = tf.while_loop(
+        more, one_token, (tf.constant(1), token, cache, seen, is_stop(token), generated),
+        maximum_iterations=max_new_tokens)
+    tokens = tf.transpose(generated.stack())  # [batch, steps taken]
+    stopped = tf.reduce_any(tokens[:, :, tf.newaxis] == stop, axis=2)
+    steps = tf.shape(tokens)[1]
+    first_stop = tf.where(stopped, tf.range(steps)[tf.newaxis, :], steps)
+    lengths = tf.reduce_min(first_stop, axis=1)
+    tokens = tf.where(tf.range(steps)[tf.newaxis, :] < lengths[:, tf.newaxis], tokens, -1)
+    tokens = tf.pad(tokens, [[0, 0], [0, max_new_tokens - steps]], constant_values=-1)
+    return tokens, lengths
 
 
 def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int):
@@ -170,79 +266,73 @@ def generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
             raise ValueError(f"prompt {i} has token id {bad[0]}, outside the model's "
                              f"vocabulary of {vocab}")
     ids, mask = _left_pad(prompts, pad_id)
+    stop = list(stop_token_ids) or [-1]
+    if use_cache:
+        tokens, lengths = _decoder(model)(
+            ids, mask, tf.constant(max_new_tokens), tf.constant(temperature, tf.float32),
+            tf.constant(top_k), tf.constant(top_p, tf.float32),
+            tf.constant(repetition_penalty, tf.float32), tf.constant(stop, tf.int32),
+            tf.constant(seed, tf.int64))
+        return [row[:n] for row, n in zip(tokens.numpy().tolist(), lengths.numpy().tolist())]
+    return _generate_uncached(model, ids, mask, max_new_tokens, stop, seed,
+                              dict(temperature=temperature, top_k=top_k, top_p=top_p,
+                                   repetition_penalty=repetition_penalty))
+
+
+def _generate_uncached(model, ids, mask, max_new_tokens, stop_token_ids, seed, sampling):
+    """The reference `decode` is tested against: eager, one Python step per
+    token, the whole sequence recomputed each time."""
+    vocab = model.config.n_vocab
     batch, prompt_length = ids.shape
     total = prompt_length + max_new_tokens
-    # Row r's token in slot j sits at position j - (padding of row r).
     padding = prompt_length - tf.reduce_sum(mask, axis=1, keepdims=True)
     positions = tf.maximum(tf.range(total)[tf.newaxis, :] - padding, 0)
     key_mask = tf.concat([mask, tf.ones([batch, max_new_tokens], tf.int32)], axis=1)
     seen = tf.reduce_max(tf.one_hot(ids, vocab, dtype=tf.int32) * mask[:, :, tf.newaxis],
                          axis=1) > 0
-    sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p,
-                    repetition_penalty=repetition_penalty)
-
-    if use_cache:
-        step_fn = _cached_step(model, sampling)
-        cache = model.empty_cache(batch, total)
-        token, cache, seen = step_fn(ids, positions[:, :prompt_length], cache, tf.constant(0),
-                                     key_mask, seen, tf.constant(0), tf.constant(seed))
-    else:
-        logits = model({"token_ids": ids, "padding_mask": mask,
-                        "positions": positions[:, :prompt_length]})
-        token = next_tokens(logits[:, -1], seen, 0, seed, **sampling)
-        seen |= tf.one_hot(token, vocab, dtype=tf.int32) > 0
-
-    stop = tf.constant(list(stop_token_ids) or [-1], tf.int32)
+    stop = tf.constant(stop_token_ids, tf.int32)
     finished = tf.zeros([batch], tf.bool)
-    generated = [token]
-    for step in range(1, max_new_tokens):
-        finished |= tf.reduce_any(token[:, tf.newaxis] == stop[tf.newaxis, :], axis=1)
-        if bool(tf.reduce_all(finished)):
-            break
+    generated = []
+    for step in range(max_new_tokens):
         slot = prompt_length + step - 1  # where the last token goes
-        if use_cache:
-            token, cache, seen = step_fn(token[:, tf.newaxis], positions[:, slot:slot + 1],
-                                         cache, tf.constant(slot), key_mask, seen,
-                                         tf.constant(step), tf.constant(seed))
-        else:
+        if step:
+            finished |= tf.reduce_any(token[:, tf.newaxis] == stop[tf.newaxis, :], axis=1)
+            if bool(tf.reduce_all(finished)):
+                break
             ids = tf.concat([ids, token[:, tf.newaxis]], axis=1)
-            logits = model({"token_ids": ids, "padding_mask": key_mask[:, :slot + 1],
-                            "positions": positions[:, :slot + 1]})
-            token = next_tokens(logits[:, -1], seen, step, seed, **sampling)
-            seen |= tf.one_hot(token, vocab, dtype=tf.int32) > 0
+        logits = model({"token_ids": ids, "padding_mask": key_mask[:, :slot + 1],
+                        "positions": positions[:, :slot + 1]})
+        token = next_tokens(logits[:, -1], seen, step, seed, **sampling)
+        seen |= tf.one_hot(token, vocab, dtype=tf.int32) > 0
         generated.append(token)
-
-    rows = tf.stack(generated, axis=1).numpy().tolist()
-    stops = set(int(t) for t in stop_token_ids)
+    stops = set(stop_token_ids)
     out = []
-    for row in rows:
+    for row in tf.stack(generated, axis=1).numpy().tolist():
         ends = [i for i, t in enumerate(row) if t in stops]
         out.append(row[:ends[0]] if ends else row)
     return out
 
 
-# Traced decoding steps per model and sampling settings (the step's shapes
-# are fixed, so each traces twice: the prompt and a single token), kept
-# beside the model rather than on it.
-_STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+# The traced decoding loop per model (one trace serves every batch, prompt
+# length and setting: they are all tensors), kept beside the model rather
+# than on it.
+_DECODERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _cached_step(model, sampling: dict):
-    """One traced function: the model over the new tokens against the cache,
-    then the next token drawn and marked as seen."""
-    steps = _STEPS.setdefault(model, {})
-    key = tuple(sorted(sampling.items()))
-    if key not in steps:
-        vocab = model.config.n_vocab
+def _decoder(model):
+    if model not in _DECODERS:
+        def run(ids, mask, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
+                stop_token_ids, seed):
+            return decode(model, ids, mask, max_new_tokens, temperature=temperature,
+                          top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
+                          stop_token_ids=stop_token_ids, seed=seed)
 
-        def step(token_ids, positions, cache, cache_index, key_mask, seen, step, seed):
-            logits, cache = model.call_with_cache(token_ids, positions, cache, cache_index,
-                                                  key_mask)
-            token = next_tokens(logits[:, -1], seen, step, seed, **sampling)
-            return token, cache, seen | (tf.one_hot(token, vocab, dtype=tf.int32) > 0)
-
-        steps[key] = tf.function(step, reduce_retracing=True)
-    return steps[key]
+        scalar = lambda dtype: tf.TensorSpec([], dtype)  # noqa: E731
+        _DECODERS[model] = tf.function(run, input_signature=[
+            tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.int32),
+            scalar(tf.int32), scalar(tf.float32), scalar(tf.int32), scalar(tf.float32),
+            scalar(tf.float32), tf.TensorSpec([None], tf.int32), scalar(tf.int64)])
+    return _DECODERS[model]
 
 
 # --- text in, text out ------------------------------------------------------

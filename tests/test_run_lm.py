@@ -1,14 +1,14 @@
 """GPT-2 language-model training on a tiny model: the task's loss is Hugging
-Face's GPT2LMHeadModel(labels=...) loss on the same weights, a run killed
-between checkpoints resumes to the same weights, the held-out perplexity in
-eval_results.txt is what Hugging Face computes with the weights the output
-folder holds, and run_lm.py's output folder is one generate.py samples from."""
+Face's GPT2LMHeadModel(labels=...) loss on the same weights, run_lm.py
+SIGKILLed after a checkpoint resumes with the same command to the weights of
+an uninterrupted run, perplexity and tokens/s reach TensorBoard, the held-out
+perplexity in eval_results.txt is what Hugging Face computes with the weights
+the output folder holds, and that folder is one generate.py samples from."""
 
 import dataclasses
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +18,13 @@ import pytest
 import tensorflow as tf
 
 from _gpt2_fixtures import CORPORA, hf_gpt2, learn_tokenizer, save_hf_folder
+from _kill_and_resume import assert_same_tensors, checkpoint_step, sigkill_after_first_checkpoint
 from bert_tf import gpt2, gpt2_checkpoints, gpt2_pretrained, lm, lm_data, trainer
 
 REPO = Path(__file__).resolve().parents[1]
 N_CTX = 32
+# Checkpoints every 10 steps: a kill after the first leaves 30 steps to redo.
+STEPS = 40
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +56,9 @@ def _settings(data, output_dir, **overrides):
         output_dir=str(output_dir), eval_file=str(data / "heldout.tfrecord"),
         tokenizer_files={n: str(data / "vocab" / n) for n in ("encoder.json", "vocab.bpe")},
         do_train=True, do_eval=True, train_batch_size=8, eval_batch_size=8,
-        num_train_steps=20, learning_rate=1e-3, num_warmup_steps=2,
+        num_train_steps=STEPS, learning_rate=1e-3, num_warmup_steps=2,
         training=trainer.TrainingOptions(steps_per_loop=5, save_checkpoints_steps=10,
-                                         log_steps=5))
+                                         log_steps=5, gradient_accumulation_steps=2))
     values.update(overrides)
     return lm.LMSettings(**values)
 
@@ -86,12 +89,22 @@ def _windows(path):
             for r in tf.data.TFRecordDataset(str(path))]
 
 
-def _logged_steps(folder, tag):
+def _logged_steps(event_files, tag):
     steps = []
-    for path in sorted(folder.glob("events.out.tfevents.*")):
+    for path in sorted(event_files):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             steps += [event.step for value in event.summary.value if value.tag == tag]
-    return steps
+    return sorted(steps)
+
+
+def _scalars(folder):
+    scalars = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, {})[event.step] = float(
+                    tf.make_ndarray(value.tensor))
+    return scalars
 
 
 def test_task_loss_equals_hugging_face_lm_loss(data, tmp_path):
@@ -114,69 +127,114 @@ def test_task_loss_equals_hugging_face_lm_loss(data, tmp_path):
     assert ours > 1.0  # random weights: a real loss, not a degenerate zero
 
 
-def test_killed_run_resumes_and_leaves_a_folder_generate_reads(data, tmp_path):
+def _script_command(data, output_dir):
+    """run_lm.py with the flags that say what `_settings` says."""
+    return [sys.executable, str(REPO / "run_lm.py"), f"--input_file={data / 'train.tfrecord'}",
+            f"--eval_file={data / 'heldout.tfrecord'}", f"--config_file={data / 'hparams.json'}",
+            f"--vocab_dir={data / 'vocab'}", f"--output_dir={output_dir}", "--do_train",
+            "--do_eval", f"--num_train_steps={STEPS}", "--num_warmup_steps=2",
+            "--learning_rate=1e-3", "--train_batch_size=8", "--eval_batch_size=8",
+            "--save_checkpoints_steps=10", "--iterations_per_loop=5", "--log_steps=5",
+            "--gradient_accumulation_steps=2"]
+
+
+def _env():
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+
+
+@pytest.fixture(scope="module")
+def straight(data, tmp_path_factory):
+    """The uninterrupted run, in this process through the library call."""
+    out = tmp_path_factory.mktemp("straight")
+    return out, lm.run_lm(_settings(data, out))
+
+
+@pytest.fixture(scope="module")
+def resumed(data, tmp_path_factory):
+    """run_lm.py SIGKILLed once its first checkpoint is complete, then the
+    same command again."""
+    out = tmp_path_factory.mktemp("killed") / "out"
+    command = _script_command(data, out)
+    killed_at = sigkill_after_first_checkpoint(command, out / lm.TRAINING_DIR, env=_env())
+    exported_when_killed = (out / "model.ckpt.index").exists()
+    events_when_killed = set((out / lm.TRAINING_DIR / "train").glob("events.out.tfevents.*"))
+    rerun = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    return out, killed_at, exported_when_killed, events_when_killed, rerun
+
+
+def test_sigkilled_script_resumes_to_the_weights_of_an_uninterrupted_run(straight, resumed):
+    out, killed_at, exported_when_killed, events_when_killed, rerun = resumed
+    step = checkpoint_step(killed_at)
+    # Cut short: killed before its last step and before it wrote the model folder.
+    assert 10 <= step < STEPS and not exported_when_killed
+    # It went on from that checkpoint, not from step 0: the second run logged
+    # only the steps after it.
+    assert f"Restored {killed_at} (step {step})" in rerun.stderr
+    train = out / lm.TRAINING_DIR / "train"
+    new_events = set(train.glob("events.out.tfevents.*")) - events_when_killed
+    assert _logged_steps(new_events, "loss") == list(range(step + 5, STEPS + 1, 5))
+    # Weights, Adam's moments, step counters and dropout generator states.
+    straight_dir = straight[0]
+    compared = assert_same_tensors(straight_dir / lm.TRAINING_DIR / f"ckpt-{STEPS}",
+                                   out / lm.TRAINING_DIR / f"ckpt-{STEPS}")
+    assert compared > 3 * len(gpt2.GPT2LM(_config_of(out)).trainable_variables)
+    assert_same_tensors(straight_dir / "model.ckpt", out / "model.ckpt")
+    start = tf.train.load_checkpoint(str(killed_at))
+    final = tf.train.load_checkpoint(str(out / "model.ckpt"))
+    assert not np.allclose(start.get_tensor("model/wte/.ATTRIBUTES/VARIABLE_VALUE"),
+                           final.get_tensor("model/wte"))  # the steps after the kill did change it
+    assert "perplexity = " in rerun.stdout and "tokens_per_second " in rerun.stderr
+    assert (out / "eval_results.txt").read_text() == (straight_dir / "eval_results.txt").read_text()
+
+
+def _config_of(folder):
+    return gpt2_checkpoints.read_openai_hparams(str(folder))
+
+
+def test_perplexity_and_tokens_per_second_reach_tensorboard(straight):
+    out, _ = straight
+    logged = list(range(5, STEPS + 1, 5))
+    for tag in ("loss", "perplexity", "learning_rate", "tokens_per_second"):
+        assert _logged_steps((out / lm.TRAINING_DIR / "train").glob("events*"), tag) == logged
+    for tag in ("loss", "perplexity"):
+        assert _logged_steps((out / lm.TRAINING_DIR / "eval").glob("events*"), tag) == [STEPS]
+    train = _scalars(out / lm.TRAINING_DIR / "train")
+    for step in logged:
+        assert train["perplexity"][step] == pytest.approx(math.exp(train["loss"][step]), rel=1e-5)
+        # Every window read holds N_CTX targets.
+        assert train["tokens_per_second"][step] == pytest.approx(
+            train["examples_per_second"][step] * N_CTX, rel=1e-4)
+
+
+def test_output_folder_holds_the_trained_model_and_its_held_out_perplexity(straight, data,
+                                                                            tmp_path):
     import transformers
 
-    straight = tmp_path / "straight"
-    results = lm.run_lm(_settings(data, straight))
-
-    # What a kill between the checkpoints of steps 10 and 20 leaves behind:
-    # the trainer's state at step 10 and no exported model yet.
-    killed = tmp_path / "killed"
-    shutil.copytree(straight / lm.TRAINING_DIR, killed / lm.TRAINING_DIR,
-                    ignore=shutil.ignore_patterns("ckpt-20*", "train", "eval"))
-    (killed / lm.TRAINING_DIR / "checkpoint").write_text(
-        'model_checkpoint_path: "ckpt-10"\nall_model_checkpoint_paths: "ckpt-10"\n')
-    lm.run_lm(_settings(data, killed, do_eval=False))
-    # It resumed (a fresh start would log steps 5 and 10 too).
-    assert _logged_steps(killed / lm.TRAINING_DIR / "train", "loss") == [15, 20]
-    assert _logged_steps(straight / lm.TRAINING_DIR / "train", "perplexity") == [5, 10, 15, 20]
-    assert _logged_steps(straight / lm.TRAINING_DIR / "train", "tokens_per_second") == [
-        5, 10, 15, 20]
-    expected = tf.train.load_checkpoint(str(straight / "model.ckpt"))
-    actual = tf.train.load_checkpoint(str(killed / "model.ckpt"))
-    names = expected.get_variable_to_shape_map()
-    assert "model/h1/attn/c_attn/w" in names and actual.get_tensor("global_step") == 20
-    start = tf.train.load_checkpoint(str(straight / lm.TRAINING_DIR / "ckpt-10"))
-    assert not np.allclose(start.get_tensor("model/wte/.ATTRIBUTES/VARIABLE_VALUE"),
-                           expected.get_tensor("model/wte"))  # steps 11-20 did change it
-    for name in names:
-        np.testing.assert_allclose(actual.get_tensor(name), expected.get_tensor(name),
-                                   atol=1e-6, err_msg=name)
-
+    out, results = straight
     # The output folder is a model folder: the trained weights and the tokenizer.
-    model, tokenizer, found = gpt2_pretrained.load(str(straight))
+    model, tokenizer, found = gpt2_pretrained.load(str(out))
     assert (found.format, found.tokenizer_type) == ("openai", "bpe")
     assert tokenizer.encode("In the beginning") == learn_tokenizer(600).encode("In the beginning")
+    assert tf.train.load_checkpoint(str(out / "model.ckpt")).get_tensor("global_step") == STEPS
     gpt2_checkpoints.save_hf_folder(model, str(tmp_path / "as_hf"))
     hf = transformers.GPT2LMHeadModel.from_pretrained(str(tmp_path / "as_hf")).eval()
     # Every window has n_ctx targets, so the mean of window means is the token mean.
     reference = _hf_logits_loss(hf, _windows(data / "heldout.tfrecord"))
     assert results["loss"] == pytest.approx(reference, rel=1e-5)
     assert results["perplexity"] == pytest.approx(math.exp(reference), rel=1e-5)
-    assert results["perplexity"] < 600 and results["global_step"] == 20
-    text = (straight / "eval_results.txt").read_text()
+    assert results["perplexity"] < 600 and results["global_step"] == STEPS
+    text = (out / "eval_results.txt").read_text()
     assert f"perplexity = {results['perplexity']}\n" in text
 
 
-def test_script_trains_from_scratch_and_generate_samples_from_its_folder(data, tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    out = tmp_path / "out"
-    run = subprocess.run(
-        [sys.executable, str(REPO / "run_lm.py"), f"--input_file={data / 'train.tfrecord'}",
-         f"--eval_file={data / 'heldout.tfrecord'}", f"--config_file={data / 'hparams.json'}",
-         f"--vocab_dir={data / 'vocab'}", f"--output_dir={out}", "--do_train", "--do_eval",
-         "--num_train_steps=6", "--num_warmup_steps=1", "--learning_rate=1e-3",
-         "--train_batch_size=4", "--save_checkpoints_steps=3", "--iterations_per_loop=3",
-         "--log_steps=3", "--gradient_accumulation_steps=2"],
-        capture_output=True, text=True, env=env, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "perplexity = " in run.stdout and "tokens_per_second " in run.stderr
+def test_generate_samples_from_the_scripts_output_folder(resumed):
+    out = resumed[0]
     samples = out / "samples.jsonl"
     gen = subprocess.run(
         [sys.executable, str(REPO / "generate.py"), f"--init_checkpoint={out}",
          "--prefix=In the beginning", "--length=5", "--top_k=1", "--seed=1",
-         f"--output_file={samples}"], capture_output=True, text=True, env=env, timeout=300)
+         f"--output_file={samples}"], capture_output=True, text=True, env=_env(), timeout=300)
     assert gen.returncode == 0, gen.stderr[-3000:]
     line = json.loads(samples.read_text().splitlines()[0])
     assert line["prefix"] == "In the beginning" and line["new_tokens"] == 5

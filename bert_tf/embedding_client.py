@@ -4,6 +4,11 @@ With `serve_embeddings.py` running on port 8125::
 
     client = EmbeddingClient("http://127.0.0.1:8125")
     client.encode(["hello world", ["a question", "its answer"]]).shape  # (2, 384)
+
+With `serve_vectors.py` serving a word2vec file::
+
+    EmbeddingClient("http://127.0.0.1:8126").most_similar("king", topn=3)
+    # [('queen', 0.71), ...]; an unknown key raises EmbeddingServiceError (status 404)
 """
 
 from __future__ import annotations
@@ -38,6 +43,15 @@ class EmbeddingClient:
         if "tokens" in answer:
             return [np.asarray(rows, np.float32) for rows in answer["embeddings"]]
         return np.asarray(answer["embeddings"], np.float32).reshape(-1, answer["dim"])
+
+    def most_similar(self, key, topn: int = 10) -> list:
+        """The `topn` nearest (key, cosine) pairs of `key`, best first; for a
+        list of keys, one such list per key."""
+        if isinstance(key, (list, tuple)):
+            answer = self._call("POST", "/most_similar", {"keys": list(key), "topn": topn})
+            return [[(n["key"], n["score"]) for n in r["neighbours"]] for r in answer["results"]]
+        answer = self._call("POST", "/most_similar", {"key": key, "topn": topn})
+        return [(n["key"], n["score"]) for n in answer["neighbours"]]
 
     def health(self) -> dict:
         return self._call("GET", "/health")

@@ -21,6 +21,10 @@ Pooling (over `encoder_outputs[pooling_layer]`):
   none         every position of the text (specials included), with the
                wordpieces in "tokens".
 Texts longer than `max_seq_len` wordpieces are truncated as in Google's code.
+
+The same server answers nearest-neighbour queries over static vectors
+(word2vec format: words, graph nodes, items) with a `VectorService`:
+POST /most_similar {"key": "x", "topn": 10}; see `serve_vectors.py`.
 """
 
 from __future__ import annotations
@@ -273,6 +277,27 @@ class BatchingWorker:
                 job.done.set()
 
 
+def json_body(body: bytes, expected: str) -> dict:
+    """A request body as a JSON object, or RequestError saying what is wrong
+    and what was `expected` (shown to the client)."""
+    try:
+        request = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise RequestError(f"the request body is not valid UTF-8 ({e.reason} at byte "
+                           f"{e.start})") from None
+    except json.JSONDecodeError as e:
+        raise RequestError(f"the request body is not valid JSON ({e.msg} at line "
+                           f"{e.lineno}, column {e.colno})") from None
+    except RecursionError:
+        # json's decoder recurses once per nested array or object.
+        raise RequestError("the request body nests JSON arrays or objects too deeply "
+                           f"(more than about {sys.getrecursionlimit()} levels); "
+                           f"expected {expected}") from None
+    if not isinstance(request, dict):
+        raise RequestError(f"expected a JSON object {expected}")
+    return request
+
+
 class EmbeddingService:
     """Validation, tokenization and the batching worker behind the HTTP layer."""
 
@@ -310,20 +335,8 @@ class EmbeddingService:
 
     def parse_request(self, body: bytes) -> list[tuple[str, str | None]]:
         """The body of POST /encode to (text_a, text_b or None) pairs, or RequestError."""
-        try:
-            request = json.loads(body.decode("utf-8"))
-        except UnicodeDecodeError as e:
-            raise RequestError(f"the request body is not valid UTF-8 ({e.reason} at byte "
-                               f"{e.start})") from None
-        except json.JSONDecodeError as e:
-            raise RequestError(f"the request body is not valid JSON ({e.msg} at line "
-                               f"{e.lineno}, column {e.colno})") from None
-        except RecursionError:
-            # json's decoder recurses once per nested array or object.
-            raise RequestError("the request body nests JSON arrays or objects too deeply "
-                               f"(more than about {sys.getrecursionlimit()} levels); "
-                               'expected {"texts": [...]}') from None
-        if not isinstance(request, dict) or "texts" not in request:
+        request = json_body(body, '{"texts": [...]}')
+        if "texts" not in request:
             raise RequestError('expected a JSON object {"texts": [...]}')
         texts = request["texts"]
         if not isinstance(texts, list) or not texts:
@@ -372,6 +385,14 @@ class EmbeddingService:
             answer["tokens"] = [f.tokens for f in features]
         return answer
 
+    # The POST paths the server routes to `answer`.
+    post_paths = ("/encode",)
+
+    def answer(self, path: str, body: bytes) -> dict:
+        """The JSON answer to a POST of `body` to one of `post_paths`."""
+        del path
+        return self.encode(self.parse_request(body))
+
     def health(self) -> dict:
         s = self.settings
         return {"status": "ok", "model": self.model_name, "dim": self.dim,
@@ -383,6 +404,134 @@ class EmbeddingService:
 
     def close(self) -> None:
         self.worker.stop()
+
+
+@dataclasses.dataclass(frozen=True)
+class NeighbourSettings:
+    default_topn: int = 10
+    max_topn: int = 1000
+    max_keys_per_request: int = 256
+
+    def __post_init__(self):
+        for name in ("default_topn", "max_topn", "max_keys_per_request"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.default_topn > self.max_topn:
+            raise ValueError(f"default_topn {self.default_topn} exceeds max_topn {self.max_topn}")
+
+
+class VectorService:
+    """Nearest neighbours by cosine in one set of static vectors (words,
+    graph nodes or items), behind the same HTTP server.
+
+    POST /most_similar {"key": "x", "topn": 10} answers
+    {"key": "x", "neighbours": [{"key": "y", "score": 0.93}, ...]}, most
+    similar first, the key itself left out (as gensim's `most_similar`);
+    {"keys": [...]} answers {"results": [one such object per key]}. A key
+    without a vector is a 404 naming it. Keys are strings; an integer key
+    is read as its decimal string (item and node ids often are numbers).
+
+    >>> service = VectorService(["a", "b", "c"], np.array([[1., 0.], [1., 1.], [0., 1.]]))
+    >>> service.answer("/most_similar", b'{"key": "a", "topn": 2}')["neighbours"][0]
+    {'key': 'b', 'score': 0.7071067690849304}
+    """
+
+    post_paths = ("/most_similar",)
+
+    def __init__(self, words, matrix, settings: NeighbourSettings = NeighbourSettings(),
+                 name: str = ""):
+        matrix = np.asarray(matrix, np.float32)
+        if matrix.ndim != 2 or matrix.shape[0] != len(words):
+            raise ValueError(f"{len(words)} keys but a matrix of shape {matrix.shape}")
+        self.words = list(words)
+        self.index = {word: i for i, word in enumerate(self.words)}
+        if len(self.index) != len(self.words):
+            raise ValueError(f"{name or 'the vectors'}: some keys appear twice")
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        self.unit = matrix / np.where(norms > 0, norms, 1.0)
+        self.settings = settings
+        self.name = name
+        self.requests = 0
+
+    @classmethod
+    def from_file(cls, path: str, settings: NeighbourSettings = NeighbourSettings()):
+        """Vectors in word2vec text or binary format (bert_tf.vectors reads them)."""
+        from bert_tf import vectors
+
+        loaded = vectors.Vectors.load(path)
+        return cls(loaded.words, loaded.matrix, settings, name=path)
+
+    @property
+    def dim(self) -> int:
+        return self.unit.shape[1]
+
+    def most_similar(self, keys: list[str], topn: int) -> list[list[tuple[str, float]]]:
+        """The `topn` nearest keys of each key by cosine, best first; equal
+        scores keep the file's order."""
+        rows = np.array([self.index[k] for k in keys], np.int64)
+        scores = self.unit[rows] @ self.unit.T
+        scores[np.arange(len(rows)), rows] = -np.inf
+        topn = min(topn, len(self.words) - 1)
+        answers = []
+        for row in scores:
+            if topn <= 0:
+                answers.append([])
+                continue
+            # Everything that scores at least the topn-th best, then an exact
+            # order: cheaper than sorting the whole vocabulary.
+            threshold = np.partition(row, len(row) - topn)[len(row) - topn]
+            chosen = np.flatnonzero(row >= threshold)
+            chosen = chosen[np.lexsort((chosen, -row[chosen]))][:topn]
+            answers.append([(self.words[i], float(row[i])) for i in chosen])
+        return answers
+
+    def answer(self, path: str, body: bytes) -> dict:
+        del path
+        expected = '{"key": "...", "topn": N} or {"keys": [...], "topn": N}'
+        request = json_body(body, expected)
+        if ("key" in request) == ("keys" in request):
+            raise RequestError(f"expected exactly one of \"key\" and \"keys\": {expected}")
+        single = "key" in request
+        keys = [request["key"]] if single else request["keys"]
+        if not isinstance(keys, list) or not keys:
+            raise RequestError('"keys" must be a non-empty list of strings')
+        if len(keys) > self.settings.max_keys_per_request:
+            raise RequestError(f'"keys" has {len(keys)} items; the limit is '
+                               f"{self.settings.max_keys_per_request} per request", status=413)
+        topn = request.get("topn", self.settings.default_topn)
+        if isinstance(topn, bool) or not isinstance(topn, int) or topn < 1:
+            raise RequestError(f'"topn" must be a positive integer, got {json.dumps(topn)[:40]}')
+        if topn > self.settings.max_topn:
+            raise RequestError(f'"topn" is {topn}; the limit is {self.settings.max_topn}',
+                               status=413)
+        names = []
+        for i, key in enumerate(keys):
+            where = '"key"' if single else f'"keys"[{i}]'
+            if isinstance(key, int) and not isinstance(key, bool):
+                key = str(key)
+            if not isinstance(key, str):
+                raise RequestError(f"{where} must be a string, got {json.dumps(key)[:40]}")
+            if key not in self.index:
+                raise RequestError(f"{where}: unknown key {key!r}: it is not one of the "
+                                   f"{len(self.words)} vectors", status=404)
+            names.append(key)
+        self.requests += 1
+        results = [{"key": key, "neighbours": [{"key": k, "score": s} for k, s in found]}
+                   for key, found in zip(names, self.most_similar(names, topn))]
+        return results[0] if single else {"results": results}
+
+    def max_body_bytes(self) -> int:
+        longest = max((len(w.encode("utf-8")) for w in self.words), default=1)
+        return self.settings.max_keys_per_request * (6 * longest + 8) + 1024
+
+    def health(self) -> dict:
+        s = self.settings
+        return {"status": "ok", "vectors": self.name, "count": len(self.words), "dim": self.dim,
+                "default_topn": s.default_topn, "max_topn": s.max_topn,
+                "max_keys_per_request": s.max_keys_per_request, "requests": self.requests}
+
+    def close(self) -> None:
+        pass
 
 
 class _Tally:
@@ -469,7 +618,8 @@ HEAD_LIMIT = 64 * 1024
 
 
 class EmbeddingServer:
-    """HTTP/1.1 in front of one EmbeddingService, on an asyncio event loop.
+    """HTTP/1.1 in front of one EmbeddingService (or VectorService), on an
+    asyncio event loop.
 
     The event loop reads every request whole (head and body) before any
     thread works on it, so a client that sends its body slowly, or never,
@@ -481,7 +631,8 @@ class EmbeddingServer:
     `server_close()`.
     """
 
-    def __init__(self, service: EmbeddingService, host: str = "127.0.0.1", port: int = 8125,
+    def __init__(self, service: EmbeddingService | VectorService, host: str = "127.0.0.1",
+                 port: int = 8125,
                  read_timeout_s: float = 30.0, max_connections: int = 1000,
                  handler_threads: int = 32, shutdown_grace_s: float = 30.0):
         if read_timeout_s <= 0:
@@ -723,26 +874,29 @@ class EmbeddingServer:
         return size
 
     async def _dispatch(self, request: _Request) -> tuple[int, dict | bytes]:
+        paths = self.service.post_paths
         if request.method == "GET" and request.path == "/health":
             return 200, self.health()
-        if request.method == "POST" and request.path == "/encode":
-            return await asyncio.wrap_future(self._threads.submit(self._encode, request.body))
+        if request.method == "POST" and request.path in paths:
+            return await asyncio.wrap_future(
+                self._threads.submit(self._post, request.path, request.body))
+        posts = " or ".join(f"POST {path}" for path in paths)
         if request.method in ("GET", "POST"):
-            use = "GET /health or POST /encode" if request.method == "GET" else "POST /encode"
+            use = f"GET /health or {posts}" if request.method == "GET" else posts
             return 404, {"error": f"unknown path {request.path!r}: use {use}"}
         return 405, {"error": f"method {request.method} not allowed: use GET /health "
-                              "or POST /encode"}
+                              f"or {posts}"}
 
-    def _encode(self, body: bytes) -> tuple[int, bytes]:
-        """POST /encode on a handler thread: the status and the JSON answer."""
+    def _post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        """A POST on a handler thread: the status and the JSON answer."""
         try:
-            answer = self.service.encode(self.service.parse_request(body))
+            answer = self.service.answer(path, body)
         except RequestError as e:
             return e.status, {"error": str(e)}
         except ServiceUnavailable as e:
             return 503, {"error": str(e)}
         except Exception as e:  # noqa: BLE001 (answer 500 and keep serving)
-            logging.exception("internal error on POST /encode")
+            logging.exception("internal error on POST %s", path)
             return 500, {"error": f"internal error: {type(e).__name__}: {e}"}
         # Serialised here, not on the event loop: an answer can be megabytes.
         return 200, json.dumps(answer).encode("utf-8")

@@ -55,11 +55,12 @@ from __future__ import annotations
 import collections
 import math
 import multiprocessing
+import os
 from typing import Iterator, Sequence
 
 import numpy as np
 
-from bert_tf import text_files
+from bert_tf import atomic_io, text_files
 
 SELF_LOOP_POLICIES = ("drop", "keep", "error")
 
@@ -419,3 +420,46 @@ class Walker:
             self.steps += int(np.sum(lengths - 1))
             for row, length in zip(chunk, lengths):
                 yield row[:length]
+
+
+def walk_file(folder: str, pass_index: int) -> str:
+    return os.path.join(folder, f"walks-{pass_index:05d}.txt")
+
+
+def write_walk_passes(walker: Walker, folder: str, num_walks: int) -> dict[str, float]:
+    """Writes pass i's walks to `folder`/walks-0000i.txt (node names, one walk a line).
+
+    Each file appears only when its pass is complete, so after a kill the
+    passes already written are kept and the rest are generated: the same
+    walks, since a pass depends only on its index and the seed. Returns the
+    walk-generation figures of the passes generated now (steps, seconds).
+    """
+    import time
+
+    os.makedirs(folder, exist_ok=True)
+    steps_before, seconds, generated = walker.steps, 0.0, 0
+    names = walker.graph.nodes
+    for pass_index in range(num_walks):
+        path = walk_file(folder, pass_index)
+        if os.path.exists(path):
+            continue
+        start = time.perf_counter()
+        with atomic_io.open_for_write(path) as f:
+            for walk in walker.walks(pass_index):
+                f.write(" ".join([names[i] for i in walk]))
+                f.write("\n")
+        seconds += time.perf_counter() - start
+        generated += 1
+    return {"passes": generated, "steps": walker.steps - steps_before, "seconds": seconds}
+
+
+def walk_file_sequences(folder: str, num_walks: int):
+    """A zero-argument callable streaming the walks of `folder`, pass after pass."""
+
+    def sequences() -> Iterator[list[str]]:
+        for pass_index in range(num_walks):
+            with open(walk_file(folder, pass_index), encoding="utf-8") as f:
+                for line in f:
+                    yield line.split()
+
+    return sequences

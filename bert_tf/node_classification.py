@@ -25,6 +25,7 @@ embeddings of a few hundred dimensions.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import numpy as np
@@ -162,17 +163,36 @@ def evaluate(vectors: np.ndarray, labels: np.ndarray,
     """
     labelled = np.flatnonzero(labels.any(axis=1))
     x, y = np.asarray(vectors, np.float64)[labelled], labels[labelled]
+    with _one_blas_thread():
+        return _evaluate(x, y, train_ratios, seeds, c)
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """The fits are small (a few hundred columns): one BLAS thread does them
+    fastest, and several threads on a busy machine were measured 30x slower
+    (they spin waiting for each other). threadpoolctl, when installed, sets it."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        yield
+        return
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        yield
+
+
+def _evaluate(x, y, train_ratios, seeds, c):
     results = {}
     for ratio in train_ratios:
         if not 0 < ratio < 1:
             raise ValueError(f"train ratios must be between 0 and 1, got {ratio}")
         runs = []
         for seed in seeds:
-            order = np.random.default_rng(seed).permutation(len(labelled))
-            cut = int(round(ratio * len(labelled)))
-            if cut == 0 or cut == len(labelled):
+            order = np.random.default_rng(seed).permutation(len(x))
+            cut = int(round(ratio * len(x)))
+            if cut == 0 or cut == len(x):
                 raise ValueError(f"train ratio {ratio} leaves an empty split of "
-                                 f"{len(labelled)} labelled nodes")
+                                 f"{len(x)} labelled nodes")
             train, test = order[:cut], order[cut:]
             scores = one_vs_rest_scores(x[train], y[train], x[test], c=c)
             predicted = top_k_predictions(scores, y[test].sum(axis=1))

@@ -9,7 +9,9 @@ instead: without the correction, step t moves the weights
 step 62, which matters on short fine-tuning runs. `Lamb` follows the LAMB paper (You et al.,
 2019, Algorithm 2), where the weight-decay term is part of the update that the
 layer-wise trust ratio rescales. `keras.optimizers.Lamb` is not used because
-it decays weights outside that ratio.
+it decays weights outside that ratio. `SparseSGD` is word2vec's optimizer:
+plain gradient descent that touches only the rows an embedding lookup used,
+on `LinearDecay`, word2vec's learning rate falling linearly to a floor.
 
 Gradient clipping is not done here: clipping needs the global norm of the
 gradient summed over all replicas, which only the trainer has. The trainer
@@ -279,12 +281,100 @@ class LinearWarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedul
         )
 
 
+@keras.saving.register_keras_serializable(package="bert_tf")
+class SparseSGD(keras.optimizers.Optimizer):
+    """Plain gradient descent, param -= lr * gradient, with no state.
+
+    A gradient that arrives as `tf.IndexedSlices` (an embedding lookup's)
+    updates only its rows, which is what makes skip-gram training cheap: a
+    step touches the few thousand rows of its batch, not the whole table.
+    Rows named twice in the slices get both updates added, as a dense
+    gradient would. Weight decay is not applied (`weight_decay_rate` is
+    accepted so the trainer can build every optimizer alike, and must be 0).
+
+    >>> import numpy as np, tensorflow as tf
+    >>> table = keras.Variable(np.ones((3, 2), np.float32))
+    >>> rows = tf.IndexedSlices(tf.constant([[1.0, 2.0], [1.0, 1.0]]), tf.constant([2, 2]),
+    ...                         tf.constant([3, 2]))
+    >>> SparseSGD(learning_rate=0.5).apply([rows], [table])
+    >>> table.numpy().tolist()
+    [[1.0, 1.0], [1.0, 1.0], [0.0, -0.5]]
+    """
+
+    def __init__(self, learning_rate=0.025, weight_decay_rate: float = 0.0,
+                 aggregate_gradients: bool = True, name: str = "SparseSGD", **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        if weight_decay_rate:
+            raise ValueError(f"SparseSGD applies no weight decay; got weight_decay_rate="
+                             f"{weight_decay_rate}")
+        self.weight_decay_rate = 0.0
+        self.aggregate_gradients = aggregate_gradients
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        # As in _DecoupledDecayOptimizer: the trainer sums over replicas itself.
+        if self.aggregate_gradients:
+            return super()._all_reduce_sum_gradients(grads_and_vars)
+        return list(grads_and_vars)
+
+    def update_step(self, gradient, variable, learning_rate):
+        import tensorflow as tf
+
+        learning_rate = tf.cast(learning_rate, variable.dtype)
+        if isinstance(gradient, tf.IndexedSlices):
+            # Keras' assign_sub scatters IndexedSlices into their rows only.
+            self.assign_sub(variable, tf.IndexedSlices(
+                tf.cast(gradient.values, variable.dtype) * learning_rate, gradient.indices,
+                gradient.dense_shape))
+            return
+        self.assign_sub(variable, tf.cast(gradient, variable.dtype) * learning_rate)
+
+    def get_config(self):
+        config = super().get_config()
+        config["aggregate_gradients"] = self.aggregate_gradients
+        return config
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """word2vec's schedule: from `initial_learning_rate` straight down to
+    `final_learning_rate` over `num_train_steps`, then flat.
+
+    lr(step) = initial - (initial - final) * min(step, num_train_steps) / num_train_steps
+
+    which is gensim's alpha -> min_alpha decay; word2vec.c decays towards 0
+    and clips at initial * 1e-4, its default floor.
+
+    >>> schedule = LinearDecay(0.025, 0.0001, num_train_steps=100)
+    >>> [round(float(schedule(s)), 6) for s in (0, 50, 100, 150)]
+    [0.025, 0.01255, 0.0001, 0.0001]
+    """
+
+    def __init__(self, initial_learning_rate: float, final_learning_rate: float,
+                 num_train_steps: int):
+        if num_train_steps <= 0:
+            raise ValueError(f"num_train_steps must be positive, got {num_train_steps}")
+        self.initial_learning_rate = initial_learning_rate
+        self.final_learning_rate = final_learning_rate
+        self.num_train_steps = num_train_steps
+
+    def __call__(self, step):
+        progress = ops.minimum(ops.cast(step, "float32"), float(self.num_train_steps))
+        progress = progress / float(self.num_train_steps)
+        drop = float(self.initial_learning_rate - self.final_learning_rate)
+        return float(self.initial_learning_rate) - drop * progress
+
+    def get_config(self):
+        return dict(initial_learning_rate=self.initial_learning_rate,
+                    final_learning_rate=self.final_learning_rate,
+                    num_train_steps=self.num_train_steps)
+
+
 def _bias_corrected_adamw(**kwargs) -> AdamWeightDecay:
     return AdamWeightDecay(bias_correction=True, **kwargs)
 
 
 OPTIMIZERS = {"adamw": AdamWeightDecay, "adamw_bias_corrected": _bias_corrected_adamw,
-              "lamb": Lamb}
+              "lamb": Lamb, "sgd": SparseSGD}
 
 
 def create_optimizer(
@@ -295,8 +385,8 @@ def create_optimizer(
     weight_decay_rate: float = 0.01,
     **kwargs,
 ) -> keras.optimizers.Optimizer:
-    """Builds `name` ('adamw', 'adamw_bias_corrected' or 'lamb') on BERT's
-    warm-up/decay schedule.
+    """Builds `name` ('adamw', 'adamw_bias_corrected', 'lamb' or 'sgd') on
+    BERT's warm-up/decay schedule.
 
     >>> opt = create_optimizer("adamw", 2e-5, num_train_steps=1000, num_warmup_steps=100)
     """

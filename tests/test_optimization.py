@@ -170,8 +170,8 @@ def test_create_optimizer_drives_schedule_by_applied_updates():
 
 
 def test_create_optimizer_rejects_unknown_name():
-    with pytest.raises(ValueError, match="sgd"):
-        optimization.create_optimizer("sgd", 1e-3, 10)
+    with pytest.raises(ValueError, match="adagrad"):
+        optimization.create_optimizer("adagrad", 1e-3, 10)
 
 
 def test_optimizer_config_round_trip():

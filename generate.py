@@ -23,6 +23,15 @@ not at all); otherwise they are printed.
     python generate.py --init_checkpoint=models/124M --prefix="The meaning of life" \\
         --length=40 --nsamples=3 --temperature=0.8 --top_k=40 --top_p=0.9 \\
         --repetition_penalty=1.1 --seed=1 --output_file=samples.jsonl
+
+With --export_dir the model is exported instead of sampled: a SavedModel
+(bert_tf/generation_serving.py) whose `generate` signature takes raw
+prompt strings, max_new_tokens, temperature, top_k, top_p and seed, with
+the tokenizer and the decoding loop in the graph and --stop_token and
+--repetition_penalty built in. A client needs TensorFlow and
+tensorflow-text only:
+
+    python generate.py --init_checkpoint=models/124M --export_dir=served/124M
 """
 
 import json
@@ -56,6 +65,8 @@ flags.DEFINE_integer("seed", None, "Seed of the samples; the same seed gives the
 flags.DEFINE_list("stop_token", None, "Tokens that end a sample (not included in it). "
                   "Default <|endoftext|> (BPE) or [CLS] (WordPiece); empty: none.")
 flags.DEFINE_string("output_file", None, "JSON lines file to write; default: print.")
+flags.DEFINE_string("export_dir", None, "Export a generating SavedModel (raw strings in, "
+                    "continuations out) here instead of sampling; the folder appears whole.")
 flags.mark_flag_as_required("init_checkpoint")
 
 
@@ -89,6 +100,13 @@ def main(_):
                               FLAGS.repetition_penalty)
     if FLAGS.length is not None and FLAGS.length < 1:
         raise ValueError(f"--length must be a positive integer, got {FLAGS.length}")
+    if FLAGS.export_dir:
+        given = [name for name in ("prefix", "prefix_file", "output_file")
+                 if getattr(FLAGS, name) is not None]
+        if given:
+            raise ValueError(f"--export_dir exports the model instead of sampling; "
+                             f"--{given[0]} has no use with it")
+        return export()
     prompts = read_prompts()
     seed = FLAGS.seed if FLAGS.seed is not None else random.randrange(2 ** 31)
 
@@ -113,6 +131,18 @@ def main(_):
         logging.info("Wrote %d samples to %s", len(lines), FLAGS.output_file)
     else:
         sys.stdout.write("".join(lines))
+
+
+def export():
+    """--export_dir: the generating SavedModel of --init_checkpoint."""
+    from bert_tf import generation_serving, gpt2_pretrained
+
+    model, tokenizer, found = gpt2_pretrained.load(FLAGS.init_checkpoint)
+    generation_serving.export_generator(model, tokenizer, FLAGS.export_dir,
+                                        stop_tokens=FLAGS.stop_token,
+                                        repetition_penalty=FLAGS.repetition_penalty)
+    logging.info("Exported the %s model of %s (n_ctx=%d) to %s", found.format, found.folder,
+                 model.config.n_ctx, FLAGS.export_dir)
 
 
 if __name__ == "__main__":

@@ -269,3 +269,27 @@ def test_chinese_wordpiece_folder_of_ours(tmp_path):
     new = new[:new.index(cls_id)] if cls_id in new else new
     assert sample["prompt_tokens"] == len(ids) and sample["new_tokens"] == len(new)
     assert sample["text"] == lm_tokenization.ChineseWordPiece(str(CHINESE_VOCAB)).decode(new)
+
+
+def test_export_dir_writes_a_generator_with_hugging_faces_greedy_text(
+        hf_folder, hf_model, hf_tokenizer, tokenizer, tmp_path):
+    """--export_dir: the SavedModel continues raw strings as Hugging Face's
+    greedy generate does, stopping at <|endoftext|>."""
+    import tensorflow as tf
+
+    from bert_tf import generation_serving
+
+    export_dir = tmp_path / "served"
+    run_generate(f"--init_checkpoint={hf_folder}", f"--export_dir={export_dir}")
+    served = generation_serving.load(str(export_dir)).signatures["generate"]
+    out = served(prompt=tf.constant(prompts()), max_new_tokens=tf.constant(20),
+                 temperature=tf.constant(1.0), top_k=tf.constant(1), top_p=tf.constant(1.0),
+                 seed=tf.constant(0))
+    for prompt, text, count in zip(prompts(), out["text"].numpy(), out["lengths"].numpy()):
+        ids = hf_tokenizer.encode(prompt)
+        assert (text.decode("utf-8"), count) == hf_greedy_text(
+            hf_model, hf_tokenizer, ids, 20, tokenizer.eot_id)
+    with pytest.raises(ValueError, match="--export_dir exports the model instead of sampling; "
+                                         "--prefix has no use"):
+        run_generate(f"--init_checkpoint={hf_folder}", f"--export_dir={tmp_path / 'x'}",
+                     "--prefix=Hi")

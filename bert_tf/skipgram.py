@@ -97,9 +97,10 @@ class SkipGramOptions:
 
 def default_training_options(**overrides) -> TrainingOptions:
     """The trainer settings skip-gram wants: SGD, no weight decay, no clipping
-    (word2vec clips nothing), long step loops."""
+    (word2vec clips nothing), long step loops, and XLA, which fuses the
+    gathers, dot products and scatters of a step (2-3x faster on CPU)."""
     values = dict(optimizer="sgd", weight_decay_rate=0.0, clip_norm=None, steps_per_loop=200,
-                  save_checkpoints_steps=2000, log_steps=200)
+                  save_checkpoints_steps=2000, log_steps=200, use_xla=True)
     values.update(overrides)
     return TrainingOptions(**values)
 
@@ -696,14 +697,15 @@ def options_from_flags(FLAGS) -> SkipGramOptions:
 
 def training_options_from_flags(FLAGS) -> TrainingOptions:
     """The trainer options of a skip-gram script: `default_training_options`
-    with the shared training flags. --optimizer counts only when given (its
-    default is BERT's AdamW; skip-gram's is plain SGD)."""
+    with the shared training flags. --optimizer, --use_xla and --log_steps
+    count only when given (their defaults are BERT's: AdamW, no XLA; skip-gram
+    uses plain SGD and XLA)."""
     values = dict(steps_per_loop=FLAGS.iterations_per_loop,
                   save_checkpoints_steps=FLAGS.save_checkpoints_steps)
-    for name in ("gradient_accumulation_steps", "keep_checkpoint_max", "log_steps", "use_xla",
-                 "mixed_precision", "seed"):
+    for name in ("gradient_accumulation_steps", "keep_checkpoint_max", "mixed_precision", "seed"):
         if name in FLAGS:
             values[name] = FLAGS[name].value
-    if "optimizer" in FLAGS and FLAGS["optimizer"].present:
-        values["optimizer"] = FLAGS.optimizer
+    for name in ("optimizer", "use_xla", "log_steps"):
+        if name in FLAGS and FLAGS[name].present:
+            values[name] = FLAGS[name].value
     return default_training_options(**values)

@@ -201,13 +201,14 @@ def _float_text(value) -> str:
 
 
 def _looks_binary(body: bytes, count: int, dim: int) -> bool:
-    """True when the first row is a name, a space and `dim` raw floats."""
+    """True unless the first row reads as a line of printable text: raw
+    float32 bytes are almost never valid, printable UTF-8."""
     if count == 0:
         return False
-    space = body.find(b" ")
-    row = body[space + 1:space + 1 + 4 * dim]
+    end = body.find(b"\n")
+    first = body[:end if end >= 0 else len(body)]
     try:
-        text = row.decode("ascii")
+        text = first.decode("utf-8")
     except UnicodeDecodeError:
         return True
-    return not all(c in "0123456789+-.eE naifNIF\n" for c in text)
+    return not text.replace("\t", " ").replace("\r", "").isprintable()

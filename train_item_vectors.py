@@ -7,9 +7,9 @@
 
 Reads a session log (`session item time` lines, tab or comma; see
 bert_tf/item_sessions.py for the columns, the header rule and the errors),
-cuts sessions after --session_gap minutes of inactivity, collapses
-consecutive repeats (--collapse_repeats), and trains skip-gram with negative
-sampling on the sessions (bert_tf/skipgram.py). With --booked_column the
+cuts sessions after --session_gap minutes of inactivity, optionally
+collapses consecutive repeats (--collapse_repeats), and trains skip-gram
+with negative sampling on the sessions (bert_tf/skipgram.py). With --booked_column the
 booked item of a session is a global context of all its clicks; with
 --group_column an item's negatives come only from its own group (market).
 The vectors go to --output (word2vec text, or binary with --binary); with
@@ -25,9 +25,11 @@ import time
 
 from absl import flags, logging
 
-from bert_tf import cli
+from bert_tf import cli, skipgram
 
 FLAGS = flags.FLAGS
+DEFAULTS = {"dim": 64, "window": 3, "negatives": 10, "min_count": 1, "sample": 1e-4,
+            "epochs": 30, "batch_size": 1024}
 
 flags.DEFINE_string("input", None, "Training session log(s): comma-separated globs.")
 flags.DEFINE_string("test_input", None, "Session log(s) to evaluate next-click prediction on.")
@@ -44,20 +46,16 @@ flags.DEFINE_string("group_column", None, "Optional column giving each item's gr
                     "negatives are then drawn within the group.")
 flags.DEFINE_float("session_gap", 30.0, "Minutes of inactivity that end a session (0: keep "
                    "the log's sessions whole).")
-flags.DEFINE_bool("collapse_repeats", True, "Collapse consecutive clicks on the same item "
-                  "into one before training.")
+flags.DEFINE_bool("collapse_repeats", False, "Collapse consecutive clicks on the same item "
+                  "into one before training (off by default: keeping them scored better on "
+                  "held-out sessions).")
 flags.DEFINE_integer("cutoff", 20, "k of HR@k and MRR@k.")
-# The skip-gram settings, under train_word_vectors.py's names.
-flags.DEFINE_integer("size", 100, "Vector size.")
-flags.DEFINE_integer("window", 5, "Largest distance between an item and its context.")
-flags.DEFINE_integer("negative", 5, "Negative samples per pair.")
-flags.DEFINE_integer("min_count", 1, "Items clicked fewer times get no vector.")
-flags.DEFINE_float("sample", 1e-3, "Subsampling threshold of frequent items (0: none).")
-flags.DEFINE_integer("epochs", 5, "Passes over the sessions.")
-flags.DEFINE_float("learning_rate", 0.025, "Initial SGD rate, falling linearly to 1e-4.")
-flags.DEFINE_integer("batch_size", 1024, "Skip-gram pairs per update.")
-flags.DEFINE_integer("seed", 1, "Seed of sampling and initialisation.")
-flags.DEFINE_integer("save_checkpoints_steps", 2000, "Training steps between checkpoints.")
+# The skip-gram flags (word2vec's names), with defaults for click sessions
+# chosen on a held-out tenth of the YOOCHOOSE training sessions (see
+# benchmarks/item_vectors_yoochoose.py); and the shared training flags.
+skipgram.define_flags(defaults=DEFAULTS)
+cli.define_training_flags()
+cli.define_tpu_flags()
 
 # What the training sequences depend on: a resumed run must agree on all of them.
 IDENTITY_KEYS = ("inputs", "session_column", "item_column", "time_column", "booked_column",
@@ -73,7 +71,7 @@ def _sha256(path: str) -> str:
 
 
 def main(_):
-    from bert_tf import item_sessions, run_folders, skipgram, text_files
+    from bert_tf import item_sessions, run_folders, text_files
 
     for name in ("input", "output_dir"):
         if not FLAGS[name].value:
@@ -107,20 +105,17 @@ def main(_):
     if run_folders.check_output_dir(FLAGS.output_dir, identity, IDENTITY_KEYS):
         run_folders.write_identity(FLAGS.output_dir, identity)
 
-    options = skipgram.SkipGramOptions(
-        dim=FLAGS.size, window=FLAGS.window, negatives=FLAGS.negative,
-        min_count=FLAGS.min_count, sample=FLAGS.sample, epochs=FLAGS.epochs,
-        learning_rate=FLAGS.learning_rate, seed=FLAGS.seed, batch_size=FLAGS.batch_size)
+    options = skipgram.options_from_flags(FLAGS)
     start = time.perf_counter()
     vectors = skipgram.train_skipgram(
         training.sequences(), options, os.path.join(FLAGS.output_dir, "skipgram"),
         global_context=training.global_context(), group_of=training.group_of,
-        training_options=skipgram.default_training_options(
-            seed=FLAGS.seed, save_checkpoints_steps=FLAGS.save_checkpoints_steps))
+        training_options=skipgram.training_options_from_flags(FLAGS),
+        strategy=cli.strategy_from_flags(FLAGS))
     logging.info("Skip-gram training took %.1f s", time.perf_counter() - start)
     vectors.save(output, binary=FLAGS.binary)
     logging.info("Wrote %d item vectors of %d dimensions to %s", len(vectors.words),
-                 FLAGS.size, output)
+                 options.dim, output)
 
     if test is not None:
         candidates = item_sessions.Candidates(log)

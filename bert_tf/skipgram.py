@@ -552,10 +552,12 @@ def train_skipgram(sequences: Sequences, options: SkipGramOptions, output_dir: s
 
     from bert_tf import optimization, trainer
 
-    os.makedirs(output_dir, exist_ok=True)
+    # The whole input is read once before anything is written: bad input
+    # leaves no half-made folder.
     vocab = Vocabulary.build(sequences(), options.min_count, options.max_vocab_size)
     if len(vocab) == 0:
         raise ValueError(f"no item occurs min_count={options.min_count} times or more")
+    os.makedirs(output_dir, exist_ok=True)
     _check_same_run(output_dir, vocab, options)
     groups = None
     if group_of is not None:

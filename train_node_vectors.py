@@ -25,7 +25,7 @@ import time
 
 from absl import flags, logging
 
-from bert_tf import cli
+from bert_tf import cli, skipgram
 
 FLAGS = flags.FLAGS
 
@@ -34,11 +34,8 @@ flags.DEFINE_string("output", None, "Node vectors, word2vec text format (binary 
 flags.DEFINE_string("labels", None, "Optional `node label` lines: evaluate node classification.")
 flags.DEFINE_string("work_dir", None, "Walks, checkpoints and eval_results.txt (default: "
                     "--output plus '.run').")
-flags.DEFINE_integer("dimensions", 128, "Vector size.")
 flags.DEFINE_integer("walk_length", 80, "Nodes per walk.")
 flags.DEFINE_integer("num_walks", 10, "Walks per node (passes over the nodes).")
-flags.DEFINE_integer("window_size", 10, "Skip-gram context window.")
-flags.DEFINE_integer("iter", 1, "Training epochs over the walks.")
 flags.DEFINE_integer("workers", min(8, os.cpu_count() or 1),
                      "Walk-generating processes (the walks do not depend on it).")
 flags.DEFINE_float("p", 1.0, "Return parameter: 1/p weighs stepping back to the previous node.")
@@ -47,15 +44,15 @@ flags.DEFINE_bool("weighted", False, "Edges have weights (third column).")
 flags.DEFINE_bool("directed", False, "Edges are directed (default: undirected).")
 flags.DEFINE_enum("self_loops", "drop", ["drop", "keep", "error"],
                   "Edges `v v`: drop them (counted in the log), keep them, or refuse the file.")
-flags.DEFINE_integer("negative", 5, "Negative samples per pair.")
-flags.DEFINE_float("sample", 1e-3, "Subsampling threshold of frequent nodes (0: none).")
-flags.DEFINE_float("learning_rate", 0.025, "Initial SGD rate, falling linearly to 1e-4.")
-flags.DEFINE_integer("batch_size", 4096, "Skip-gram pairs per update.")
-flags.DEFINE_integer("seed", 1, "Seed of walks and training.")
 flags.DEFINE_bool("binary", False, "Write word2vec binary instead of text.")
 flags.DEFINE_list("train_ratios", ["0.1", "0.5", "0.9"], "Labelled shares to train on.")
 flags.DEFINE_integer("eval_seeds", 10, "Random splits per train ratio.")
-flags.DEFINE_integer("save_checkpoints_steps", 2000, "Training steps between checkpoints.")
+# The skip-gram settings under node2vec's names for the three it has; the
+# rest keep word2vec's (--negative, --sample, --alpha, --batch_size...).
+skipgram.define_flags(names={"dim": "dimensions", "window": "window_size", "epochs": "iter"},
+                      defaults={"dim": 128, "window": 10, "epochs": 1, "min_count": 1})
+cli.define_tpu_flags()
+cli.define_training_flags()
 
 # What a work_dir's walks depend on: a resumed run must agree on all of them.
 WALK_KEYS = ("input_sha256", "directed", "weighted", "self_loops", "walk_length", "num_walks",
@@ -78,14 +75,20 @@ def _peak_memory_mb() -> tuple[float, float]:
 
 
 def main(_):
-    from bert_tf import graph_walks, node_classification, run_folders, skipgram, text_files
+    from bert_tf import graph_walks, node_classification, run_folders, text_files
     from bert_tf.vectors import Vectors
 
     for name in ("input", "output"):
         if not FLAGS[name].value:
             raise ValueError(f"--{name} is required")
-    if FLAGS.num_walks < 1 or FLAGS.dimensions < 1 or FLAGS.window_size < 1:
-        raise ValueError("--num_walks, --dimensions and --window_size must be >= 1")
+    if FLAGS.num_walks < 1:
+        raise ValueError(f"--num_walks must be >= 1, got {FLAGS.num_walks}")
+    options = skipgram.options_from_flags(FLAGS)
+    if options.min_count > FLAGS.num_walks:
+        # Every node starts --num_walks walks: a higher min_count could leave
+        # nodes without a vector, and the output must have one per node.
+        raise ValueError(f"--min_count={options.min_count} is above --num_walks="
+                         f"{FLAGS.num_walks}: nodes could be left without a vector")
     ratios = []
     for text in FLAGS.train_ratios:
         try:
@@ -126,16 +129,12 @@ def main(_):
     else:
         logging.info("All %d walk passes were already in %s", FLAGS.num_walks, walks_dir)
 
-    options = skipgram.SkipGramOptions(
-        dim=FLAGS.dimensions, window=FLAGS.window_size, negatives=FLAGS.negative,
-        min_count=1, sample=FLAGS.sample, epochs=FLAGS.iter, learning_rate=FLAGS.learning_rate,
-        seed=FLAGS.seed, batch_size=FLAGS.batch_size)
-    training = skipgram.default_training_options(
-        seed=FLAGS.seed, save_checkpoints_steps=FLAGS.save_checkpoints_steps)
     start = time.perf_counter()
     trained = skipgram.train_skipgram(
         graph_walks.walk_file_sequences(walks_dir, FLAGS.num_walks), options,
-        os.path.join(work_dir, "skipgram"), training_options=training)
+        os.path.join(work_dir, "skipgram"),
+        training_options=skipgram.training_options_from_flags(FLAGS),
+        strategy=cli.strategy_from_flags(FLAGS))
     logging.info("Skip-gram training took %.1f s", time.perf_counter() - start)
 
     # Every node starts num_walks walks and min_count is 1, so every node

@@ -39,6 +39,8 @@ flags.DEFINE_string("output_dir", "output/benchmarks/node2vec", "Runs and result
 flags.DEFINE_integer("workers", 2, "Walk workers of the runs.")
 flags.DEFINE_integer("eval_seeds", 10, "Random 50% splits per run.")
 flags.DEFINE_bool("gensim", False, "Also train gensim Word2Vec on the same walks.")
+flags.DEFINE_bool("ours", True, "Train with train_node_vectors.py; --noours --gensim only "
+                  "generates the walks (same generator, seed and files) and trains gensim.")
 flags.DEFINE_integer("gensim_workers", 2, "gensim's threads.")
 flags.DEFINE_integer("walk_timing_passes", 1, "Passes timed for the walk rate.")
 FLAGS = flags.FLAGS
@@ -55,15 +57,20 @@ def read_results(path):
 
 
 def walk_rate(graph, p, q, workers, passes):
+    """Steps per second over `passes` passes, after an untimed first pass
+    that starts the worker processes (spawning them costs seconds)."""
     from bert_tf import graph_walks
 
     with graph_walks.Walker(graph, 80, p, q, seed=1, workers=workers) as walker:
+        for _ in walker.walks(0):
+            pass
+        steps_before = walker.steps
         start = time.perf_counter()
-        for pass_index in range(passes):
+        for pass_index in range(1, passes + 1):
             for _ in walker.walks(pass_index):
                 pass
         seconds = time.perf_counter() - start
-        return walker.steps / seconds
+        return (walker.steps - steps_before) / seconds
 
 
 def gensim_scores(walks_dir, graph, labels, seeds):
@@ -110,22 +117,28 @@ def main(_):
                        "--window_size=10", "--iter=1", f"--p={p}", f"--q={q}",
                        f"--workers={FLAGS.workers}", "--train_ratios=0.5",
                        f"--eval_seeds={FLAGS.eval_seeds}"]
-            print("$", " ".join(command), flush=True)
-            start = time.perf_counter()
-            subprocess.run(command, check=True, env=dict(os.environ, PYTHONPATH=REPO))
-            wall = time.perf_counter() - start
-            results = read_results(os.path.join(work, "eval_results.txt"))
-            rates = {w: walk_rate(graph, p, q, w, FLAGS.walk_timing_passes) for w in (1, 2)}
             row = {"dataset": dataset, "method": method, "p": p, "q": q,
                    "nodes": graph.num_nodes, "edges": graph.num_edges,
-                   "micro_f1": results["micro_f1_at_0.5"], "macro_f1": results["macro_f1_at_0.5"],
-                   "macro_f1_std": results["macro_f1_std_at_0.5"],
-                   "paper_macro_f1": PAPER_MACRO_F1.get((dataset, method)),
-                   "run_seconds": round(wall, 1), "peak_memory_mib": results["peak_memory_mib"],
+                   "paper_macro_f1": PAPER_MACRO_F1.get((dataset, method))}
+            if FLAGS.ours:
+                print("$", " ".join(command), flush=True)
+                start = time.perf_counter()
+                subprocess.run(command, check=True, env=dict(os.environ, PYTHONPATH=REPO))
+                wall = time.perf_counter() - start
+                results = read_results(os.path.join(work, "eval_results.txt"))
+                row.update(micro_f1=results["micro_f1_at_0.5"],
+                           macro_f1=results["macro_f1_at_0.5"],
+                           macro_f1_std=results["macro_f1_std_at_0.5"], run_seconds=round(wall, 1),
+                           peak_memory_mib=results["peak_memory_mib"])
+            else:
+                with graph_walks.Walker(graph, 80, p, q, seed=1, workers=FLAGS.workers) as walker:
+                    graph_walks.write_walk_passes(walker, os.path.join(work, "walks"), 10)
+            rates = {w: walk_rate(graph, p, q, w, FLAGS.walk_timing_passes) for w in (1, 2)}
+            row.update({
                    "walk_steps_per_second_1_worker": round(rates[1]),
                    "walk_steps_per_second_2_workers": round(rates[2]),
                    "per_edge_alias_entries": degree_squares,
-                   "load_average_1min": os.getloadavg()[0]}
+                   "load_average_1min": os.getloadavg()[0]})
             if FLAGS.gensim:
                 scores, seconds = gensim_scores(os.path.join(work, "walks"), graph, labels,
                                                 range(FLAGS.eval_seeds))
@@ -142,11 +155,13 @@ def main(_):
         paper = f"{r['paper_macro_f1']:.4f}" if r["paper_macro_f1"] else "-"
         ref = (f"{r['gensim_micro_f1']:.3f}/{r['gensim_macro_f1']:.3f}"
                if "gensim_micro_f1" in r else "-")
-        print(f"{r['dataset']:12} {r['method']:9} {r['p']:5g} {r['q']:5g} {r['micro_f1']:9.4f} "
-              f"{r['macro_f1']:9.4f} {paper:>7} {ref:>14} "
-              f"{r['walk_steps_per_second_1_worker']:11,} "
-              f"{r['walk_steps_per_second_2_workers']:10,} {r['peak_memory_mib']:6.0f}")
-    name = f"results_{'-'.join(FLAGS.datasets)}_{'-'.join(FLAGS.methods)}.json"
+        ours = (f"{r['micro_f1']:9.4f} {r['macro_f1']:9.4f}" if "micro_f1" in r
+                else f"{'-':>9} {'-':>9}")
+        print(f"{r['dataset']:12} {r['method']:9} {r['p']:5g} {r['q']:5g} {ours} {paper:>7} "
+              f"{ref:>14} {r['walk_steps_per_second_1_worker']:11,} "
+              f"{r['walk_steps_per_second_2_workers']:10,} {r.get('peak_memory_mib', 0):6.0f}")
+    name = (f"results_{'-'.join(FLAGS.datasets)}_{'-'.join(FLAGS.methods)}"
+            f"{'' if FLAGS.ours else '_gensim_only'}.json")
     with open(os.path.join(FLAGS.output_dir, name), "w") as f:
         json.dump(rows, f, indent=2)
 

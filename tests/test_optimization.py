@@ -224,3 +224,49 @@ def test_bias_corrected_adam_weight_decay_matches_torch_adamw(fused, monkeypatch
             group["lr"] = 0.01 * (1 - (step + 1) / 10 ** 6)
         np.testing.assert_allclose(var.numpy(), param.detach().numpy(), rtol=1e-5, atol=1e-6)
     assert optimization.AdamWeightDecay.from_config(opt.get_config()).bias_correction is True
+
+
+def test_sparse_sgd_equals_torch_sgd_on_dense_and_embedding_gradients():
+    # torch.optim.SGD (no momentum) is plain p -= lr * g; an embedding
+    # lookup's gradient reaches ours as IndexedSlices, with a repeated row.
+    import tensorflow as tf
+
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    start = rng.normal(size=(5, 3)).astype("float32")
+    table = keras.Variable(start, name="embeddings")
+    param = torch.nn.Parameter(torch.from_numpy(start.copy()))
+    opt = optimization.create_optimizer("sgd", 0.1, num_train_steps=4, weight_decay_rate=0.0)
+    reference = torch.optim.SGD([param], lr=0.1)
+    ids = [[1, 3, 1], [0, 4, 4]]
+    weights = rng.normal(size=(2, 3, 3)).astype("float32")
+    for step in range(2):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.gather(table.value, ids[step]) * weights[step])
+        grad = tape.gradient(loss, table.value)
+        assert isinstance(grad, tf.IndexedSlices)
+        opt.apply([grad], [table])
+        reference.zero_grad()
+        (torch.nn.functional.embedding(torch.tensor(ids[step]), param)
+         * torch.from_numpy(weights[step])).sum().backward()
+        reference.step()
+        # BERT's schedule of create_optimizer: lr(t) = 0.1 * (1 - t / 4).
+        reference.param_groups[0]["lr"] = 0.1 * (1 - (step + 1) / 4)
+        np.testing.assert_allclose(table.numpy(), param.detach().numpy(), rtol=1e-6, atol=1e-7)
+    dense = rng.normal(size=(5, 3)).astype("float32")
+    before = table.numpy()
+    opt.apply([dense], [table])
+    np.testing.assert_allclose(table.numpy(), before - 0.05 * dense, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="no weight decay"):
+        optimization.SparseSGD(weight_decay_rate=0.01)
+
+
+def test_linear_decay_is_gensims_alpha_schedule():
+    # gensim: alpha = start - (start - end) * progress, progress in [0, 1].
+    schedule = optimization.LinearDecay(0.025, 1e-4, num_train_steps=1000)
+    for step in (0, 1, 250, 999, 1000, 5000):
+        progress = min(step, 1000) / 1000
+        assert float(schedule(step)) == pytest.approx(0.025 - (0.025 - 1e-4) * progress,
+                                                      rel=1e-6, abs=1e-9)  # float32
+    clone = optimization.LinearDecay.from_config(schedule.get_config())
+    assert clone.get_config() == schedule.get_config()

@@ -35,7 +35,8 @@ TRICKY = [
     "  's", "a  's x", "don't  't", "I'm He'll We've They'd you're", "''s", "'S 'T",
     " 123  4567 ", "1,000,000.50", "emoji 🙂🙂  🙂!", "naïve café Ångström", "Cafe\u0301",
     "東京は日本の首都です。", "中文  字", "x\u3000\u3000y", "a\u00a0 b", "x\x1c\x1cy", "end  ",
-    "trailing\n\n", "  leading", "!!  ??", "e.g.  x=y+z;", "nul\x00 \x00\x00x\x01", "<|endoftext|> plain",
+    "trailing\n\n", "  leading", "!!  ??", "e.g.  x=y+z;", "nul\x00 \x00\x00x\x01",
+    "<|endoftext|> plain",
 ]
 
 
@@ -151,17 +152,19 @@ def _cases(model, tok, prompts, export_dir):
 
     A stop token is one that greedy decoding of the first prompt emits
     early, so that greedy and most samples meet it."""
+    # The library's eager, uncached decoding: a reference that shares no
+    # traced code with the SavedModel's loop (and costs no tracing here).
     greedy = generation.generate_text(model, tok, prompts, NEW, top_k=1, stop_tokens=(),
-                                      batch_size=len(prompts))
+                                      batch_size=len(prompts), use_cache=False)
     first = tok.encode(prompts[0])
-    new = generation.generate(model, [first[-(N_CTX - NEW):]], NEW, top_k=1)[0]
+    new = generation.generate(model, [first[-(N_CTX - NEW):]], NEW, top_k=1, use_cache=False)[0]
     stop = [t for t, i in (getattr(tok, "encoder", None) or tok.vocab).items() if i == new[3]]
     requests, expected = [], []
     for settings in SAMPLING:
         seed = settings["seed"]
         samples = generation.generate_text(
             model, tok, prompts, NEW, batch_size=len(prompts), stop_tokens=stop,
-            **{**settings, "seed": seed})
+            use_cache=False, **settings)
         requests.append({"model": export_dir, "prompts": [p or "" for p in prompts],
                          "max_new_tokens": NEW,
                          **{**settings, "seed": generation.sample_seed(seed, 0, 0)}})

@@ -28,7 +28,7 @@ from absl import flags, logging
 from bert_tf import cli, skipgram
 
 FLAGS = flags.FLAGS
-DEFAULTS = {"dim": 64, "window": 3, "negatives": 10, "min_count": 1, "sample": 1e-4,
+DEFAULTS = {"dim": 64, "window": 2, "negatives": 10, "min_count": 1, "sample": 1e-4,
             "epochs": 30, "batch_size": 1024}
 
 flags.DEFINE_string("input", None, "Training session log(s): comma-separated globs.")

@@ -41,7 +41,7 @@ flags.DEFINE_float("session_gap", 30.0, "Minutes of inactivity that end a traini
 flags.DEFINE_integer("seed", 1, "Seed.")
 
 
-def train(log, config, folder):
+def train_vectors(log, config, folder):
     from bert_tf import skipgram
 
     sessions = log.split(FLAGS.session_gap)
@@ -77,8 +77,8 @@ def main(_):
     full = item_sessions.read_sessions(
         os.path.join(FLAGS.data_dir, "yoochoose-clicks-100k_train_full.txt"))
     test = item_sessions.read_sessions(os.path.join(FLAGS.data_dir, "yoochoose-clicks-100k_test.txt"))
-    train, validation = full.split_by_time(FLAGS.validation_fraction)
-    print(f"train_full: {full.clicks()} clicks, {len(full)} sessions; tuning on {len(train)} "
+    tuning, validation = full.split_by_time(FLAGS.validation_fraction)
+    print(f"train_full: {full.clicks()} clicks, {len(full)} sessions; tuning on {len(tuning)} "
           f"sessions, validating on {len(validation)} ({len(item_sessions.next_click_events(validation)[0])} "
           f"events); test: {test.clicks()} clicks, {len(test)} sessions", flush=True)
     grid = [dict(size=int(s), window=int(w), epochs=int(e), sample=float(p),
@@ -89,8 +89,8 @@ def main(_):
     for n, config in enumerate(grid):
         folder = os.path.join(FLAGS.output_dir, "validation", json.dumps(config, sort_keys=True)
                               .replace(" ", "").replace('"', "").strip("{}").replace(":", "="))
-        vectors, seconds = train(train, config, folder)
-        results = score(train, validation, vectors)
+        vectors, seconds = train_vectors(tuning, config, folder)
+        results = score(tuning, validation, vectors)
         tried.append({"config": config, "validation": results, "seconds": seconds,
                       "margin": margin(results)})
         ours = results["item_vectors"]
@@ -100,7 +100,7 @@ def main(_):
     print("validation baselines:\n" + item_sessions.results_table(
         {k: v for k, v in best["validation"].items() if k != "item_vectors"}))
     print(f"chosen on validation: {best['config']}", flush=True)
-    vectors, seconds = train(full, best["config"], os.path.join(FLAGS.output_dir, "final"))
+    vectors, seconds = train_vectors(full, best["config"], os.path.join(FLAGS.output_dir, "final"))
     results = score(full, test, vectors)
     table = item_sessions.results_table(results)
     print(f"test ({seconds:.0f} s of training on train_full):\n{table}", flush=True)

@@ -100,6 +100,8 @@ def penalize_repetition(logits, seen, penalty):
 def filter_top_k(logits, k):
     """Logits outside each row's k largest become -inf (k = 0: no limit).
     `k` may be a Python integer or an int32 tensor."""
+    if isinstance(k, int) and (k <= 0 or (logits.shape[-1] is not None and k >= logits.shape[-1])):
+        return logits
     k = tf.cast(k, tf.int32)
     vocab = tf.shape(logits)[-1]  # the static size is unknown in a relaxed trace
 
@@ -115,6 +117,8 @@ def filter_top_p(logits, p):
     reaches `p` (always the most likely one); the others become -inf.
     `p` may be a Python number or a float32 tensor; 1 keeps everything
     (without sorting, which costs more than the rest of a small step)."""
+    if isinstance(p, (int, float)) and p >= 1.0:
+        return logits
     p = tf.cast(p, tf.float32)
 
     def nucleus():
@@ -145,6 +149,8 @@ def next_tokens(logits, seen, step, seed, temperature=1.0, top_k=0, top_p=1.0,
         return tf.argmax(filtered - tf.math.log(-tf.math.log(uniform)), axis=-1,
                          output_type=tf.int32)
 
+    if isinstance(top_k, int):
+        return tf.argmax(logits, axis=-1, output_type=tf.int32) if top_k == 1 else sample()
     return tf.cond(tf.equal(tf.cast(top_k, tf.int32), 1),
                    lambda: tf.argmax(logits, axis=-1, output_type=tf.int32), sample)
 
@@ -268,11 +274,11 @@ def generate(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
     ids, mask = _left_pad(prompts, pad_id)
     stop = list(stop_token_ids) or [-1]
     if use_cache:
-        tokens, lengths = _decoder(model)(
-            ids, mask, tf.constant(max_new_tokens), tf.constant(temperature, tf.float32),
-            tf.constant(top_k), tf.constant(top_p, tf.float32),
-            tf.constant(repetition_penalty, tf.float32), tf.constant(stop, tf.int32),
-            tf.constant(seed, tf.int64))
+        decoder = _decoder(model, dict(temperature=float(temperature), top_k=int(top_k),
+                                       top_p=float(top_p),
+                                       repetition_penalty=float(repetition_penalty)))
+        tokens, lengths = decoder(ids, mask, tf.constant(max_new_tokens),
+                                  tf.constant(stop, tf.int32), tf.constant(seed, tf.int64))
         return [row[:n] for row, n in zip(tokens.numpy().tolist(), lengths.numpy().tolist())]
     return _generate_uncached(model, ids, mask, max_new_tokens, stop, seed,
                               dict(temperature=temperature, top_k=top_k, top_p=top_p,
@@ -313,26 +319,26 @@ def _generate_uncached(model, ids, mask, max_new_tokens, stop_token_ids, seed, s
     return out
 
 
-# The traced decoding loop per model (one trace serves every batch, prompt
-# length and setting: they are all tensors), kept beside the model rather
-# than on it.
+# The traced decoding loop per model and sampling settings (the settings
+# choose the filters when tracing, so a step holds only the ops it uses; the
+# serving SavedModel passes them as tensors instead), kept beside the model
+# rather than on it. One trace serves every batch and prompt length.
 _DECODERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _decoder(model):
-    if model not in _DECODERS:
-        def run(ids, mask, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
-                stop_token_ids, seed):
-            return decode(model, ids, mask, max_new_tokens, temperature=temperature,
-                          top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
-                          stop_token_ids=stop_token_ids, seed=seed)
+def _decoder(model, sampling: dict):
+    decoders = _DECODERS.setdefault(model, {})
+    key = tuple(sorted(sampling.items()))
+    if key not in decoders:
+        def run(ids, mask, max_new_tokens, stop_token_ids, seed):
+            return decode(model, ids, mask, max_new_tokens, stop_token_ids=stop_token_ids,
+                          seed=seed, **sampling)
 
-        scalar = lambda dtype: tf.TensorSpec([], dtype)  # noqa: E731
-        _DECODERS[model] = tf.function(run, input_signature=[
+        decoders[key] = tf.function(run, input_signature=[
             tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.int32),
-            scalar(tf.int32), scalar(tf.float32), scalar(tf.int32), scalar(tf.float32),
-            scalar(tf.float32), tf.TensorSpec([None], tf.int32), scalar(tf.int64)])
-    return _DECODERS[model]
+            tf.TensorSpec([], tf.int32), tf.TensorSpec([None], tf.int32),
+            tf.TensorSpec([], tf.int64)])
+    return decoders[key]
 
 
 # --- text in, text out ------------------------------------------------------

@@ -37,7 +37,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
+import weakref
 
 import tensorflow as tf
 import tensorflow_text as tf_text  # also registers the ops the SavedModel needs
@@ -68,6 +70,7 @@ class GraphChineseWordPiece(tf.Module):
             tokens[index] = token
         # GraphTokenizer reads a vocabulary file (and keeps it as an asset).
         self._folder = tempfile.mkdtemp(prefix="chinese_wordpiece_")
+        weakref.finalize(self, shutil.rmtree, self._folder, ignore_errors=True)
         vocab_file = os.path.join(self._folder, "vocab.txt")
         with open(vocab_file, "w", encoding="utf-8") as f:
             f.write("".join(t + "\n" for t in tokens))

@@ -233,9 +233,10 @@ def read_sessions(paths: str | Sequence[str], columns: Columns = Columns()) -> S
     """Every click of the files (comma-separated globs), grouped by session.
 
     The first line of a file is a header when the columns are named, or
-    when its time field has no digit (a title such as "Time"). A line without one of the columns,
-    with an empty session or item, a time that does not parse, a mark that
-    is not yes/no, or a second group for an item is an error naming
+    when its time field has no digit (a title such as "Time"). A line
+    without one of the columns, with an empty session or item, an item with
+    whitespace in it, a time that does not parse, a mark that is not yes/no,
+    or a second group for an item is an error naming
     `file:line`. Blank lines are skipped.
     """
     files = text_files.expand_globs(paths, flag="session log")
@@ -270,6 +271,10 @@ def read_sessions(paths: str | Sequence[str], columns: Columns = Columns()) -> S
             if not session or not item:
                 raise text_files.LineError(path, number, "empty session" if not session
                                            else "empty item")
+            if any(c.isspace() for c in item):
+                # A vector file is `item v1 ... vd` per line: the item is one word.
+                raise text_files.LineError(path, number, f"item {item!r} contains whitespace, "
+                                           "which the word2vec formats cannot hold")
             try:
                 when = parse_time(fields[positions["time"]])
             except ValueError:

@@ -103,6 +103,7 @@ def test_a_booking_inside_a_run_of_repeats_survives_collapsing(tmp_path):
     ("1\ta\t10\n2\n", Columns(), 2, "no item or time column"),
     ("s\ti\tt\n1\ta\t10\n1\tb\tyesterday\n", Columns(), 3, "'yesterday' is neither"),
     ("1\ta\t10\n\n1\t\t11\n", Columns(), 3, "empty item"),
+    ("s,i,t\n1,red shoe,10\n", Columns(), 2, "'red shoe' contains whitespace"),
     ("1\ta\t10\t0\n1\tb\t11\tmaybe\n", Columns(booked="3"), 2, "booked mark 'maybe'"),
     ("1\ta\t10\tg1\n2\ta\t11\tg2\n", Columns(group="3"), 2, "in group 'g2' here but in 'g1'"),
     ("1\ta\t10\t\n", Columns(group="3"), 1, "empty group"),
@@ -156,11 +157,11 @@ def test_popularity_and_transition_baselines_against_hand_ranks(logs):
     # after c nothing -> popularity, b 1; after b: c 2, a 1 -> c 1;
     # after a: d 4; after d nothing -> b 1; e miss.
     for cutoff, want in [
-        (1, {"popularity": (2 / 6, 2 / 6), "co-occurrence": (3 / 6, 3 / 6)}),
+        (1, {"popularity": (2 / 6, 2 / 6), "cooccurrence": (3 / 6, 3 / 6)}),
         (3, {"popularity": (4 / 6, (1 / 3 + 1 + 1 / 3 + 1) / 6),
-             "co-occurrence": (4 / 6, (1 / 3 + 1 + 1 + 1) / 6)}),
+             "cooccurrence": (4 / 6, (1 / 3 + 1 + 1 + 1) / 6)}),
         (4, {"popularity": (5 / 6, (1 / 3 + 1 + 1 / 3 + 1 / 4 + 1) / 6),
-             "co-occurrence": (5 / 6, (1 / 3 + 1 + 1 + 1 / 4 + 1) / 6)}),
+             "cooccurrence": (5 / 6, (1 / 3 + 1 + 1 + 1 / 4 + 1) / 6)}),
     ]:
         got = item_sessions.evaluate_next_item(test, models, cutoff=cutoff, chunk=4)
         for name, (hr, mrr) in want.items():
@@ -179,10 +180,10 @@ def test_nearest_neighbours_of_the_last_item_against_hand_ranks(logs):
     # at .71 and b (a candidate before a) wins: rank 2.  b->c: b 1, c .71:
     # rank 2.  a->d: d has no vector: miss.  d->b: no vector for d, so
     # popularity: rank 1.  b->e: miss.
-    got = item_sessions.evaluate_next_item(test, [model], cutoff=2)["item vectors"]
+    got = item_sessions.evaluate_next_item(test, [model], cutoff=2)["item_vectors"]
     assert got["hr@2"] == pytest.approx(4 / 6)
     assert got["mrr@2"] == pytest.approx((0.5 + 0.5 + 0.5 + 1) / 6)
-    got = item_sessions.evaluate_next_item(test, [model], cutoff=1)["item vectors"]
+    got = item_sessions.evaluate_next_item(test, [model], cutoff=1)["item_vectors"]
     assert got["hr@1"] == pytest.approx(1 / 6) and got["mrr@1"] == pytest.approx(1 / 6)
 
 

@@ -100,6 +100,12 @@ def main(_):
     logging.info("%s: %d clicks in %d sessions; %d sessions of %d clicks for training",
                  FLAGS.input, log.clicks(), len(log), len(training), training.clicks())
 
+    if columns.booked:
+        logging.info("%d sessions with a booked item; it is a global context of their clicks",
+                     sum(s.booked is not None for s in training.sessions))
+    if columns.group:
+        logging.info("%d items in %d groups; negatives are drawn within the group",
+                     len(training.group_of), len(set(training.group_of.values())))
     identity = {key: FLAGS[key].value for key in IDENTITY_KEYS[1:]}
     identity["inputs"] = {os.path.abspath(p): _sha256(p) for p in inputs}
     if run_folders.check_output_dir(FLAGS.output_dir, identity, IDENTITY_KEYS):

@@ -28,13 +28,18 @@ def cluster_of(item: str) -> int:
 
 def planted_log(path, sessions, seed, start=0.0):
     """Sessions that browse one cluster each: 4-7 clicks a minute apart,
-    an hour between sessions, a comma-separated file with a header."""
+    an hour between sessions, a comma-separated file with a header. Every
+    third session books its last click; items of even and odd number are
+    two markets that cut across the clusters."""
     rng = np.random.default_rng(seed)
-    lines, when = ["user,item,ts"], start
+    lines, when = ["user,item,ts,market,booked"], start
     for n in range(sessions):
         cluster = rng.integers(CLUSTERS)
-        for item in rng.choice(PER_CLUSTER, size=rng.integers(4, 8), replace=False):
-            lines.append(f"s{n},i{cluster * PER_CLUSTER + item},{when:.0f}")
+        clicks = rng.choice(PER_CLUSTER, size=rng.integers(4, 8), replace=False)
+        for k, item in enumerate(clicks):
+            number = cluster * PER_CLUSTER + item
+            booked = int(n % 3 == 0 and k == len(clicks) - 1)
+            lines.append(f"s{n},i{number},{when:.0f},m{number % 2},{booked}")
             when += 60
         when += 3600
     path.write_text("\n".join(lines) + "\n")
@@ -49,6 +54,7 @@ def command(data, out, *extra):
     return [sys.executable, SCRIPT, f"--input={data / 'train.csv'}",
             f"--test_input={data / 'test.csv'}", f"--output_dir={out}",
             "--session_column=user", "--item_column=item", "--time_column=ts",
+            "--booked_column=booked", "--group_column=market",
             "--size=16", "--window=2", "--negative=5", "--epochs=4", "--batch_size=64",
             "--sample=0", "--cutoff=5", "--save_checkpoints_steps=100", "--seed=1", *extra]
 
@@ -100,6 +106,8 @@ def test_eval_results_beat_popularity_on_clustered_sessions(resumed):
     assert float(results["item_vectors_hr@5"]) > float(results["popularity_hr@5"]) + 0.25
     assert "cooccurrence_mrr@5" in results
     assert "item_vectors" in rerun.stdout and "popularity" in rerun.stdout
+    assert "100 sessions with a booked item" in rerun.stderr
+    assert "32 items in 2 groups" in rerun.stderr
 
 
 def test_sigkilled_run_resumes_to_the_vectors_of_an_uninterrupted_run(data, resumed, tmp_path):
@@ -109,11 +117,13 @@ def test_sigkilled_run_resumes_to_the_vectors_of_an_uninterrupted_run(data, resu
     assert "Restored" in rerun.stderr
     # The uninterrupted run: the same sessions and settings straight through.
     log = item_sessions.read_sessions(str(data / "train.csv"), item_sessions.Columns(
-        session="user", item="item", time="ts"))
+        session="user", item="item", time="ts", booked="booked", group="market"))
     training = log.split(30)
     options = skipgram.SkipGramOptions(dim=16, window=2, negatives=5, epochs=4, batch_size=64,
                                        sample=0, min_count=1)
     want = skipgram.train_skipgram(training.sequences(), options, str(tmp_path / "straight"),
+                                   global_context=training.global_context(),
+                                   group_of=training.group_of,
                                    training_options=skipgram.default_training_options(
                                        seed=1, save_checkpoints_steps=100))
     got = KeyedVectors.load_word2vec_format(str(out / "item_vectors.txt"))
@@ -126,8 +136,9 @@ def test_sigkilled_run_resumes_to_the_vectors_of_an_uninterrupted_run(data, resu
 
 
 @pytest.mark.parametrize("text,line,message", [
-    ("user,item,ts\ns1,i1,10\ns1,i2\n", 3, "no time column"),
-    ("user,item,ts\ns1,i1,10\ns1,i2,noon\n", 3, "'noon' is neither"),
+    ("user,item,ts,market,booked\ns1,i1,10,m1,0\ns1,i2\n", 3, "2 fields, no time or"),
+    ("user,item,ts,market,booked\ns1,i1,10,m1,0\ns1,i2,noon,m0,1\n", 3, "'noon' is neither"),
+    ("user,item,ts,market,booked\ns1,i1,10,m1,0\ns2,i1,11,m0,1\n", 3, "in group 'm0' here"),
 ])
 def test_a_malformed_log_is_one_error_line_and_writes_nothing(tmp_path, text, line, message):
     (tmp_path / "train.csv").write_text(text)

@@ -99,7 +99,12 @@ def _gensim(sentences):
 
 
 def main(_):
+    import logging
+
     from bert_tf import text_files, word_vectors
+
+    # gensim logs every second of training at INFO.
+    logging.getLogger("gensim").setLevel(logging.WARNING)
 
     files = text_files.expand_globs(FLAGS.corpora, flag="--corpora")
     sentences = list(word_vectors.read_corpus(files))

@@ -20,7 +20,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
-NAMES = ["chinese_gpt2.ipynb", "finetune_with_tfhub_encoder.ipynb",
+NAMES = ["chinese_gpt2.ipynb", "finetune_with_tfhub_encoder.ipynb", "node2vec_cora.ipynb",
          "pretraining_quickstart.ipynb", "squad_question_answering.ipynb"]
 REPO_URL = "https://github.com/bert-tf/bert_tf"
 
@@ -116,7 +116,7 @@ def test_tensorboard_inline_where_training_happens(name):
     show = next(i for i, s in enumerate(sources) if "%tensorboard --logdir" in s)
     train = next(i for i, s in enumerate(sources)
                  if ".fit(" in s or "run_pretraining.py" in s or "run_squad(" in s
-                 or "run_lm(" in s)
+                 or "run_lm(" in s or "train_skipgram(" in s)
     assert load < show < train  # the panel is up before training starts
 
 

@@ -426,29 +426,24 @@ class VectorService:
 
     POST /most_similar {"key": "x", "topn": 10} answers
     {"key": "x", "neighbours": [{"key": "y", "score": 0.93}, ...]}, most
-    similar first, the key itself left out (as gensim's `most_similar`);
-    {"keys": [...]} answers {"results": [one such object per key]}. A key
-    without a vector is a 404 naming it. Keys are strings; an integer key
-    is read as its decimal string (item and node ids often are numbers).
+    similar first, the key itself left out (`Vectors.most_similar`, as
+    gensim's); {"keys": [...]} answers {"results": [one such object per
+    key]}. A key without a vector is a 404 naming it. Keys are strings; an
+    integer key is read as its decimal string (item and node ids often are
+    numbers).
 
-    >>> service = VectorService(["a", "b", "c"], np.array([[1., 0.], [1., 1.], [0., 1.]]))
+    >>> from bert_tf.vectors import Vectors
+    >>> service = VectorService(Vectors(["a", "b", "c"], np.array([[1., 0.], [1., 1.], [0., 1.]])))
     >>> service.answer("/most_similar", b'{"key": "a", "topn": 2}')["neighbours"][0]
     {'key': 'b', 'score': 0.7071067690849304}
     """
 
     post_paths = ("/most_similar",)
 
-    def __init__(self, words, matrix, settings: NeighbourSettings = NeighbourSettings(),
+    def __init__(self, vectors, settings: NeighbourSettings = NeighbourSettings(),
                  name: str = ""):
-        matrix = np.asarray(matrix, np.float32)
-        if matrix.ndim != 2 or matrix.shape[0] != len(words):
-            raise ValueError(f"{len(words)} keys but a matrix of shape {matrix.shape}")
-        self.words = list(words)
-        self.index = {word: i for i, word in enumerate(self.words)}
-        if len(self.index) != len(self.words):
-            raise ValueError(f"{name or 'the vectors'}: some keys appear twice")
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        self.unit = matrix / np.where(norms > 0, norms, 1.0)
+        self.vectors = vectors
+        vectors.unit_vectors()  # normalised once, before the first request
         self.settings = settings
         self.name = name
         self.requests = 0
@@ -458,32 +453,15 @@ class VectorService:
         """Vectors in word2vec text or binary format (bert_tf.vectors reads them)."""
         from bert_tf import vectors
 
-        loaded = vectors.Vectors.load(path)
-        return cls(loaded.words, loaded.matrix, settings, name=path)
+        return cls(vectors.Vectors.load(path), settings, name=path)
+
+    @property
+    def words(self) -> list[str]:
+        return self.vectors.words
 
     @property
     def dim(self) -> int:
-        return self.unit.shape[1]
-
-    def most_similar(self, keys: list[str], topn: int) -> list[list[tuple[str, float]]]:
-        """The `topn` nearest keys of each key by cosine, best first; equal
-        scores keep the file's order."""
-        rows = np.array([self.index[k] for k in keys], np.int64)
-        scores = self.unit[rows] @ self.unit.T
-        scores[np.arange(len(rows)), rows] = -np.inf
-        topn = min(topn, len(self.words) - 1)
-        answers = []
-        for row in scores:
-            if topn <= 0:
-                answers.append([])
-                continue
-            # Everything that scores at least the topn-th best, then an exact
-            # order: cheaper than sorting the whole vocabulary.
-            threshold = np.partition(row, len(row) - topn)[len(row) - topn]
-            chosen = np.flatnonzero(row >= threshold)
-            chosen = chosen[np.lexsort((chosen, -row[chosen]))][:topn]
-            answers.append([(self.words[i], float(row[i])) for i in chosen])
-        return answers
+        return self.vectors.dim
 
     def answer(self, path: str, body: bytes) -> dict:
         del path
@@ -511,13 +489,14 @@ class VectorService:
                 key = str(key)
             if not isinstance(key, str):
                 raise RequestError(f"{where} must be a string, got {json.dumps(key)[:40]}")
-            if key not in self.index:
+            if key not in self.vectors.index:
                 raise RequestError(f"{where}: unknown key {key!r}: it is not one of the "
                                    f"{len(self.words)} vectors", status=404)
             names.append(key)
         self.requests += 1
-        results = [{"key": key, "neighbours": [{"key": k, "score": s} for k, s in found]}
-                   for key, found in zip(names, self.most_similar(names, topn))]
+        results = [{"key": key, "neighbours": [{"key": k, "score": s} for k, s in
+                                               self.vectors.most_similar(key, topn)]}
+                   for key in names]
         return results[0] if single else {"results": results}
 
     def max_body_bytes(self) -> int:

@@ -155,14 +155,20 @@ def f1_scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
 
 def evaluate(vectors: np.ndarray, labels: np.ndarray,
              train_ratios: Sequence[float] = (0.1, 0.5, 0.9), seeds: Sequence[int] = range(10),
-             c: float = 1.0) -> dict[float, dict[str, float]]:
+             c: float = 1.0, normalize: bool = False) -> dict[float, dict[str, float]]:
     """Micro/macro-F1 (mean and std over seeds) per train ratio.
 
     vectors: [num_nodes, dim]; labels: bool [num_nodes, num_labels]; only
-    nodes with at least one label take part.
+    nodes with at least one label take part. c: the inverse regularisation
+    strength (scikit-learn's C); normalize: scale each vector to length 1
+    first. Neither is fixed by the papers, and macro-F1 on BlogCatalog moves
+    by ~0.02 with them (rare labels need a weaker penalty).
     """
     labelled = np.flatnonzero(labels.any(axis=1))
     x, y = np.asarray(vectors, np.float64)[labelled], labels[labelled]
+    if normalize:
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        x = x / np.where(norms > 0, norms, 1.0)
     with _one_blas_thread():
         return _evaluate(x, y, train_ratios, seeds, c)
 

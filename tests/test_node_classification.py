@@ -112,3 +112,20 @@ def test_read_labels_multi_label_and_errors(tmp_path):
     path.write_text("a 1\nb\n")
     with pytest.raises(text_files.LineError, match=r"g\.labels:2: expected 'node label'"):
         nc.read_labels(str(path), index)
+
+
+def test_normalize_scales_vectors_to_unit_length_before_fitting():
+    rng = np.random.default_rng(3)
+    classes = rng.integers(0, 2, size=200)
+    labels = np.eye(2, dtype=bool)[classes]
+    vectors = (np.eye(2)[classes] + rng.normal(scale=0.4, size=(200, 2))) \
+        * rng.uniform(0.1, 10, size=(200, 1))
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    ours = nc.evaluate(vectors, labels, train_ratios=(0.5,), seeds=[0], c=10.0, normalize=True)
+    order = np.random.default_rng(0).permutation(200)
+    train, test = order[:100], order[100:]
+    reference = np.stack([LogisticRegression(C=10.0, tol=1e-10, max_iter=10_000)
+                          .fit(unit[train], labels[train, j])
+                          .decision_function(unit[test]) for j in range(2)], axis=1)
+    expected = f1_score(classes[test], reference.argmax(axis=1), average="macro")
+    assert ours[0.5]["macro_f1"] == pytest.approx(expected)

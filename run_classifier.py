@@ -67,9 +67,7 @@ flags.DEFINE_integer("max_train_examples", None,
 flags.DEFINE_integer("doc_stride", None, "Split texts longer than max_seq_length into "
                      "windows this many tokens apart (logits averaged) instead of truncating.")
 flags.DEFINE_bool("bucket_by_length", True, "Pad each batch to its own longest sequence.")
-flags.DEFINE_integer("bucket_window_batches", None, "With --bucket_by_length, training sorts each "
-                     "window of this many shuffled batches by length (1: random batches; "
-                     "default: 50, or a tenth of an epoch's batches when that is fewer).")
+cli.define_bucket_window_flag()
 flags.DEFINE_bool("skip_bad_rows", False, "Skip (and count) malformed data rows instead of failing.")
 flags.DEFINE_string("export_dir", None, "Write a serving SavedModel (raw strings in) here.")
 flags.DEFINE_string("bert_hub_module_handle", None,

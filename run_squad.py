@@ -44,6 +44,7 @@ flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for predictions.
 flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate (AdamWeightDecay).")
 flags.DEFINE_float("num_train_epochs", 3.0, "Passes over the training questions.")
 flags.DEFINE_float("warmup_proportion", 0.1, "Share of steps with linear warm-up.")
+cli.define_bucket_window_flag()
 flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.")
 flags.DEFINE_integer("iterations_per_loop", 1000,
                      "Most steps per compiled training loop call (a loop also ends at "
@@ -97,7 +98,7 @@ def main(_):
         null_score_diff_threshold=FLAGS.null_score_diff_threshold,
         verbose_logging=FLAGS.verbose_logging, training=cli.training_options_from_flags(FLAGS),
         export_dir=FLAGS.export_dir, encoder_factory=cli.hub_encoder_factory(FLAGS),
-        control_chars=FLAGS.control_chars)
+        control_chars=FLAGS.control_chars, bucket_window_batches=FLAGS.bucket_window_batches)
     squad.run_squad(settings, strategy)
 
 

@@ -640,109 +640,32 @@ def aggregate_window_logits(logits, example_index, num_examples: int) -> np.ndar
 # ---------------------------------------------------------------------------
 
 #: Batches per length-sorting window in training (`bucket_window_batches`);
-#: None chooses `window_batches_for`'s default.
+#: None chooses `input_pipeline.window_batches_for`'s default.
 DEFAULT_BUCKET_WINDOW_BATCHES = None
-
-#: The most batches the default window holds.
-MAX_DEFAULT_WINDOW_BATCHES = 50
 
 #: Regression labels are stratified by these many quantile bins per window.
 _REGRESSION_STRATA = 5
 
 
-def window_batches_for(batches_per_epoch: int, requested: int | None = None) -> int:
-    """Batches per length-sorting window: `requested`, or by default 50 or a tenth of an epoch.
+def _label_strata(element):
+    """Each window example's stratum: its class, or its regression score's quantile bin.
 
-    A window's batches are all cut from one slice of the length
-    distribution, so the fewer windows an epoch has, the more every step
-    leans on one length range: with 1,000 SST-2 examples (31 batches) a
-    50-batch window sorted the whole epoch at once and cost 0.9 accuracy
-    points against random batches (mean of 3 seeds). Ten windows or more per
-    epoch keep each step close to a random batch; 50-batch windows save
-    nearly all the padding on large sets, and more batches save little more.
-
-    >>> window_batches_for(2104), window_batches_for(31), window_batches_for(5)
-    (50, 3, 1)
-    >>> window_batches_for(31, requested=50)
-    50
-    """
-    if requested is not None:
-        return requested
-    return max(1, min(MAX_DEFAULT_WINDOW_BATCHES, batches_per_epoch // 10))
-
-
-def _stratified_length_order(lengths, strata):
-    """Window positions ordered by each example's length quantile within its stratum.
-
-    Sorting by length alone makes a batch one slice of the length
-    distribution, and wherever length tracks the label (short SST-2 phrases
-    are more often neutral-to-negative, STS-B genres differ in length and
-    score) the slice's label mix is skewed: on SST-2 windows sorted by length
-    alone made the variance of a batch's mean label 1.4x that of random
-    batches, and fine-tuning lost ~4 accuracy points. Ranking every example
-    by its length quantile *within its own label* and then merging the
-    labels' lists deals each batch its share of every label, short with
-    short and long with long: the batch's label mix is the window's.
+    Sorting a window by length within each stratum deals every batch its
+    share of each label (see `input_pipeline.sort_windows_by_length`):
+    wherever length tracks the label (short SST-2 phrases are more often
+    neutral-to-negative, STS-B genres differ in length and score), sorting by
+    length alone skews each batch's label mix; on SST-2 it made the variance
+    of a batch's mean label 1.4x that of random batches and fine-tuning lost
+    ~4 accuracy points.
     """
     import tensorflow as tf
 
-    count = tf.size(lengths)
-    # By stratum, then by length; stable, so equal keys keep the shuffled order.
-    order = tf.argsort(lengths, stable=True)
-    order = tf.gather(order, tf.argsort(tf.gather(strata, order), stable=True))
-    sorted_strata = tf.gather(strata, order)
-    sizes = tf.math.bincount(sorted_strata)
-    starts = tf.cumsum(sizes, exclusive=True)
-    rank = tf.range(count) - tf.gather(starts, sorted_strata)
-    quantile = (tf.cast(rank, tf.float32) + 0.5) / tf.cast(tf.gather(sizes, sorted_strata),
-                                                            tf.float32)
-    return tf.gather(order, tf.argsort(quantile, stable=True))
-
-
-def _sort_windows_by_length(dataset, batch_size: int, window_batches: int, seed: int):
-    """Reorders an endless shuffled stream so that batching it groups lengths.
-
-    The caller batches the result by `batch_size`. The stream is cut into
-    windows of `window_batches * batch_size` consecutive (already shuffled)
-    examples; each window is ordered by length within each label (see
-    `_stratified_length_order`; regression labels by quantile bins), cut into
-    batches, and its batches are put in a random order, much as Hugging
-    Face's `group_by_length` sampler does with its mega-batches. A batch never
-    mixes examples of two windows: every example of the stream is used
-    exactly once, as in the random-batch pipeline. Grouping over the whole
-    data instead (`bucket_by_sequence_length` with narrow buckets) also let
-    rare lengths wait many epochs for a full bucket, and on STS-B cost 15
-    Pearson points.
-
-    The batch order inside a window comes from a stateless draw keyed by
-    (`seed`, window number), so the stream is a pure function of the seed
-    and a resumed run that skips the batches already consumed sees exactly
-    the batches it would have seen.
-    """
-    import tensorflow as tf
-
-    window = batch_size * window_batches
-    # Training streams repeat forever, so every window is full.
-    dataset = dataset.ragged_batch(window, drop_remainder=True).enumerate()
-
-    def sort_window(number, element):
-        labels = element["labels"]
-        if labels.dtype.is_floating:
-            rank = tf.argsort(tf.argsort(labels, stable=True), stable=True)
-            strata = rank * _REGRESSION_STRATA // window
-        else:
-            strata = tf.cast(labels, tf.int32)
-        lengths = tf.cast(element["input_word_ids"].row_lengths(), tf.int32)
-        by_length = tf.reshape(_stratified_length_order(lengths, strata),
-                               [window_batches, batch_size])
-        draw = tf.random.stateless_uniform([window_batches], seed=tf.stack(
-            [tf.constant(seed, tf.int64), number]))
-        order = tf.reshape(tf.gather(by_length, tf.argsort(draw)), [-1])
-        return tf.nest.map_structure(lambda column: tf.gather(column, order), element)
-
-    # Windows hold whole batches, so batching the unbatched stream by
-    # `batch_size` cuts exactly the batches chosen above.
-    return dataset.map(sort_window, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    labels = element["labels"]
+    if labels.dtype.is_floating:
+        window = tf.size(labels)
+        rank = tf.argsort(tf.argsort(labels, stable=True), stable=True)
+        return rank * _REGRESSION_STRATA // window
+    return tf.cast(labels, tf.int32)
 
 
 def classifier_dataset(features: Sequence[InputFeatures], batch_size: int, is_training: bool,
@@ -760,7 +683,8 @@ def classifier_dataset(features: Sequence[InputFeatures], batch_size: int, is_tr
     With `bucket_by_length` each batch is padded to its own longest sequence;
     training also sorts each window of `bucket_window_batches` shuffled
     batches by length before cutting it into batches (1: plain random
-    batches; None: `window_batches_for`'s default for the data's size). Otherwise batches are padded to `max_seq_length`. Training
+    batches; None: `input_pipeline.window_batches_for`'s default for the
+    data's size), dealing each batch its share of every label. Otherwise batches are padded to `max_seq_length`. Training
     shuffles with `seed`, repeats forever and by default drops the last
     partial batch; evaluation keeps the order and
     yields every feature exactly once. Under `tf.distribute`, pass the
@@ -768,6 +692,8 @@ def classifier_dataset(features: Sequence[InputFeatures], batch_size: int, is_tr
     is the global batch size.
     """
     import tensorflow as tf
+
+    from bert_tf import input_pipeline
 
     if not features:
         raise ValueError("features is empty")
@@ -812,11 +738,10 @@ def classifier_dataset(features: Sequence[InputFeatures], batch_size: int, is_tr
     if is_training:
         dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
         dataset = dataset.repeat()
-        window_batches = window_batches_for(num_features // batch_size, bucket_window_batches)
-        if bucket_by_length and window_batches > 1:
-            if seed is None:  # still one fixed stream per dataset, as shuffle's own draw
-                seed = int(np.random.default_rng().integers(2 ** 31))
-            dataset = _sort_windows_by_length(dataset, batch_size, window_batches, seed)
+        if bucket_by_length:
+            dataset = input_pipeline.sort_windows_by_length(
+                dataset, batch_size, num_features, bucket_window_batches, seed,
+                strata=_label_strata)
 
     def to_model_inputs(element):
         word_ids = element["input_word_ids"]

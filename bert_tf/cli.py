@@ -64,6 +64,19 @@ def define_control_chars_flag() -> None:
         "fine-tuned with Hugging Face's tokenizer.")
 
 
+def define_bucket_window_flag() -> None:
+    """`--bucket_window_batches`: batches per length-sorting window in fine-tuning.
+
+    Read it as `FLAGS.bucket_window_batches` (None: the default for the
+    data's size, see `input_pipeline.window_batches_for`).
+    """
+    flags.DEFINE_integer(
+        "bucket_window_batches", None,
+        "Training sorts each window of this many shuffled batches by length and "
+        "pads each batch to its own longest sequence (1: random batches; default: "
+        "50, or a tenth of an epoch's batches when that is fewer).")
+
+
 def define_tpu_flags() -> None:
     """Google's TPU flags; `--use_tpu` selects the TPU distribution strategy."""
     flags.DEFINE_bool("use_tpu", False, "Run on a TPU (same as --distribution_strategy=tpu).")

@@ -20,7 +20,10 @@ than as an anonymous error in the middle of training; damage further into
 a file is named by `verify_all_records=True` or, during iteration, by the
 `naming_bad_files` context.
 
-The classification pipeline lives in `bert_tf.classifier_data`.
+Fine-tuning: `sort_windows_by_length` orders a shuffled stream of examples
+so that batches of similar lengths pad little without being biased
+slices of the data; the classification and SQuAD pipelines (in
+`bert_tf.classifier_data` and `bert_tf.squad_data`) train on it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 
+import numpy as np
 import tensorflow as tf
 
 from bert_tf import text_files
@@ -307,3 +311,104 @@ def _greedy_fill(ordered_length, target):
 # ----------------------------------------------------------------------------
 # Classification: see bert_tf.classifier_data (nothing here on purpose).
 # ----------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------
+# Length-sorted windows for fine-tuning
+# ---------------------------------------------------------------------------
+
+#: The most batches the default window holds.
+MAX_DEFAULT_WINDOW_BATCHES = 50
+
+
+def window_batches_for(batches_per_epoch: int, requested: int | None = None) -> int:
+    """Batches per length-sorting window: `requested`, or by default 50 or a tenth of an epoch.
+
+    A window's batches are all cut from one slice of the length
+    distribution, so the fewer windows an epoch has, the more each step
+    leans on one length range: with 1,000 SST-2 examples (31 batches) a
+    50-batch window sorted the whole epoch at once and cost 0.9 accuracy
+    points against random batches (mean of 3 seeds). Ten windows or more an
+    epoch keep each step close to a random batch, and on large sets 50-batch
+    windows already save nearly all the padding that sorting can save.
+
+    >>> window_batches_for(2104), window_batches_for(31), window_batches_for(5)
+    (50, 3, 1)
+    >>> window_batches_for(31, requested=50)
+    50
+    """
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"bucket_window_batches must be >= 1, got {requested}")
+        return requested
+    return max(1, min(MAX_DEFAULT_WINDOW_BATCHES, batches_per_epoch // 10))
+
+
+def _stratified_length_order(lengths, strata):
+    """Window positions ordered by each example's length quantile within its stratum.
+
+    Ranking every example by its length quantile *within its own stratum*
+    and then merging the strata's lists deals each batch its share of every
+    stratum, short with short and long with long: the batch's mix of strata
+    is the window's.
+    """
+    count = tf.size(lengths)
+    # By stratum, then by length; stable, so equal keys keep the shuffled order.
+    order = tf.argsort(lengths, stable=True)
+    order = tf.gather(order, tf.argsort(tf.gather(strata, order), stable=True))
+    sorted_strata = tf.gather(strata, order)
+    sizes = tf.math.bincount(sorted_strata)
+    starts = tf.cumsum(sizes, exclusive=True)
+    rank = tf.range(count) - tf.gather(starts, sorted_strata)
+    quantile = (tf.cast(rank, tf.float32) + 0.5) / tf.cast(tf.gather(sizes, sorted_strata),
+                                                            tf.float32)
+    return tf.gather(order, tf.argsort(quantile, stable=True))
+
+
+def sort_windows_by_length(dataset, batch_size: int, num_examples: int,
+                           window_batches: int | None = None, seed: int | None = None,
+                           strata=None, length_key: str = "input_word_ids"):
+    """Reorders an endless shuffled stream so that batching it groups lengths.
+
+    `dataset` yields dicts of examples whose `length_key` is a ragged row;
+    `num_examples` is how many one epoch holds, which sets the default
+    window (`window_batches_for`). The caller batches the result by
+    `batch_size`. The stream is cut into windows of `window_batches *
+    batch_size` consecutive (already shuffled) examples; each window is
+    ordered by length within each stratum (`strata(window) -> int32 [n]`,
+    e.g. the label; None: one stratum), cut into batches, and its batches
+    are put in a random order, much as Hugging Face's `group_by_length`
+    sampler does with its mega-batches. A batch never mixes examples of two
+    windows: every example of the stream is used exactly once, as in the
+    random-batch pipeline. Grouping over the whole data instead
+    (`bucket_by_sequence_length` with narrow buckets) also let rare lengths
+    wait many epochs for a full bucket, and on STS-B cost 15 Pearson points.
+
+    The batch order inside a window comes from a stateless draw keyed by
+    (`seed`, window number), so the stream is a pure function of the seed
+    and a resumed run that skips the batches already consumed sees exactly
+    the batches it would have seen. A window of one batch returns the
+    stream unchanged (random batches).
+    """
+    window_batches = window_batches_for(num_examples // batch_size, window_batches)
+    if window_batches == 1:
+        return dataset
+    if seed is None:  # still one fixed stream per dataset, as shuffle's own draw
+        seed = int(np.random.default_rng().integers(2 ** 31))
+    window = batch_size * window_batches
+    # Training streams repeat forever, so every window is full.
+    dataset = dataset.ragged_batch(window, drop_remainder=True).enumerate()
+
+    def sort_window(number, element):
+        lengths = tf.cast(element[length_key].row_lengths(), tf.int32)
+        groups = tf.zeros_like(lengths) if strata is None else strata(element)
+        by_length = tf.reshape(_stratified_length_order(lengths, groups),
+                               [window_batches, batch_size])
+        draw = tf.random.stateless_uniform([window_batches], seed=tf.stack(
+            [tf.constant(seed, tf.int64), number]))
+        order = tf.reshape(tf.gather(by_length, tf.argsort(draw)), [-1])
+        return tf.nest.map_structure(lambda column: tf.gather(column, order), element)
+
+    # Windows hold whole batches, so batching the unbatched stream by
+    # `batch_size` cuts exactly the batches chosen above.
+    return dataset.map(sort_window, num_parallel_calls=AUTOTUNE).unbatch()

@@ -476,7 +476,7 @@ def _tokenize_words(tokenizer, words):
 
 def squad_dataset(features: Sequence[SquadFeatures], batch_size: int, is_training: bool,
                   seed: int | None = None, max_seq_length: int | None = None,
-                  input_context=None):
+                  input_context=None, bucket_window_batches: int | None = None):
     """A tf.data.Dataset of `(inputs, labels)` batches for the span model.
 
     `inputs`: int32 `input_word_ids`, `input_mask`, `input_type_ids`
@@ -484,11 +484,17 @@ def squad_dataset(features: Sequence[SquadFeatures], batch_size: int, is_trainin
     in `features`; pop it before calling the model). `labels`:
     `start_positions`, `end_positions` `[batch]` (zeros when predicting).
     Training shuffles with `seed`, repeats and drops the last partial batch,
-    padding each batch to its own longest window. Prediction keeps the order,
+    padding each batch to its own longest window; it also sorts each window
+    of `bucket_window_batches` shuffled batches by length before cutting it
+    into batches (1: plain random batches; None: the default for the data's
+    size, see `input_pipeline.sort_windows_by_length`), keeping each batch's
+    share of unanswerable windows (answer at [CLS]). Prediction keeps the order,
     yields every feature once, and pads to `max_seq_length` when given
     (Google's fixed shapes, so the logits are Google's at every position).
     """
     import tensorflow as tf
+
+    from bert_tf import input_pipeline
 
     if not features:
         raise ValueError("features is empty")
@@ -515,9 +521,19 @@ def squad_dataset(features: Sequence[SquadFeatures], batch_size: int, is_trainin
             dataset = dataset.shard(input_context.num_input_pipelines,
                                     input_context.input_pipeline_id)
         batch_size = input_context.get_per_replica_batch_size(batch_size)
+        num_features = len(range(input_context.input_pipeline_id, len(features),
+                                 input_context.num_input_pipelines))
+    else:
+        num_features = len(features)
     if is_training:
         dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
         dataset = dataset.repeat()
+        # Answerable or not (span at [CLS]) is the one label a window's
+        # length can track: short windows are more often the ends of
+        # paragraphs, which hold the answer less often.
+        dataset = input_pipeline.sort_windows_by_length(
+            dataset, batch_size, num_features, bucket_window_batches, seed,
+            strata=lambda window: tf.cast(window["start_positions"] > 0, tf.int32))
 
     def to_model_inputs(element):
         word_ids = element["input_word_ids"]

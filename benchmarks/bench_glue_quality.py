@@ -329,7 +329,7 @@ def main():
         # Resume: keep the runs already done with the same recipe, whatever
         # the tasks, methods and seeds asked for this time.
         scope = ("tasks", "methods", "seeds", "skip_throughput", "warmup_steps",
-                 "window_steps", "rounds")
+                 "window_steps", "rounds", "output")
         same = lambda a: {k: v for k, v in a.items() if k not in scope}
         if same(previous.get("args", {})) == same(report["args"]):
             previous["args"] = report["args"]

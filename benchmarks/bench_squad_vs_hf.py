@@ -4,8 +4,13 @@ The SQuAD file is split by article: the first `--train_articles` to train
 on, the next `--eval_articles` (default: all the others) to evaluate on.
 Both sides start from the same weights (`--init_checkpoint`, a known model
 name or a Hugging Face folder; the span layer starts random on both) and
-train on the same windows (our features, which are Google's, each batch
-padded to its longest window) with the same recipe: AdamW with bias
+train on the same windows (our features, which are Google's) with the same
+recipe. Batching is each side's own: ours is `run_squad.py`'s default
+(length-sorted windows of shuffled batches, each batch padded to its
+longest window, `--bucket_window_batches`), Hugging Face's random batches
+padded to `--max_seq_length` as its SQuAD feature conversion pads them
+(`--hf_padding=max`) or to each batch's longest window
+(`--hf_padding=batch`). The recipe: AdamW with bias
 correction, epsilon 1e-6, weight decay 0.01 (not on biases and LayerNorm),
 linear warm-up over `--warmup_proportion` of the steps then linear decay,
 gradients clipped at global norm 1, dropout on, Google's step count
@@ -68,6 +73,10 @@ def parse_args(argv=None):
     parser.add_argument("--log_steps", type=int, default=20)
     parser.add_argument("--warmup_windows", type=int, default=1,
                         help="log windows left out of the throughput (tracing, start-up)")
+    parser.add_argument("--hf_padding", choices=("max", "batch"), default="max",
+                        help="Hugging Face's batches padded to max_seq_length or to their longest")
+    parser.add_argument("--bucket_window_batches", type=int, default=None,
+                        help="ours: batches per length-sorting window (default: run_squad's)")
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--work_dir", default=None)
     parser.add_argument("--output", default=None, help="also write the JSON result here")
@@ -162,7 +171,7 @@ def run_ours(args, source, train_features, eval_features, num_steps, total_steps
     start = time.time()
     runner.train(lambda ctx: squad_data.squad_dataset(
         train_features, args.train_batch_size, is_training=True, seed=args.seed,
-        input_context=ctx))
+        input_context=ctx, bucket_window_batches=args.bucket_window_batches))
     train_seconds = time.time() - start
     # The trainer's own per-window figures, from its TensorBoard summaries.
     rates = []
@@ -219,7 +228,7 @@ def hf_worker(spec_path):
             order, cursor = rng.permutation(len(ids)), 0
         rows = order[cursor:cursor + batch]
         cursor += batch
-        width = int(lengths[rows].max())  # padded to the batch's longest, as ours
+        width = int(lengths[rows].max()) if spec["pad_per_batch"] else ids.shape[1]
         input_ids = torch.from_numpy(ids[rows, :width])
         outputs = model(input_ids=input_ids, token_type_ids=torch.from_numpy(types[rows, :width]),
                         attention_mask=(input_ids != 0).long(),
@@ -257,6 +266,7 @@ def run_hf(args, hf_folder, data_path, num_steps, total_steps, work_dir):
             "num_warmup_steps": int(total_steps * args.warmup_proportion),
             "train_batch_size": args.train_batch_size, "log_steps": args.log_steps,
             "predict_batch_size": args.predict_batch_size,
+            "pad_per_batch": args.hf_padding == "batch",
             "result": os.path.join(work_dir, "hf_result.npz")}
     spec_path = os.path.join(work_dir, "hf_spec.json")
     with open(spec_path, "w") as f:
@@ -317,6 +327,8 @@ def main(argv=None):
               "eval_windows": len(eval_features), "init_checkpoint": args.init_checkpoint,
               "max_seq_length": args.max_seq_length, "doc_stride": args.doc_stride,
               "train_batch_size": args.train_batch_size, "learning_rate": args.learning_rate,
+              "hf_padding": args.hf_padding, "bucket_window_batches": args.bucket_window_batches,
+              "load_average_1min_at_end": os.getloadavg()[0],
               "num_train_epochs": args.num_train_epochs, "steps": num_steps,
               "schedule_steps": total_steps, "cpu_count": os.cpu_count()}
     for name, side in sides.items():

@@ -41,8 +41,10 @@ flags.DEFINE_string("text_b", None, "The second text of a pair.")
 flags.DEFINE_string("input_file", None, "Texts to explain, one per line (`a ||| b` for pairs).")
 flags.DEFINE_string("question", None, "SQuAD models: the question to answer and explain.")
 flags.DEFINE_string("context", None, "SQuAD models: the paragraph the answer is taken from.")
-flags.DEFINE_integer("doc_stride", 128, "SQuAD models: tokens between window starts.")
-flags.DEFINE_integer("max_query_length", 64, "SQuAD models: question wordpieces kept.")
+flags.DEFINE_integer("doc_stride", 128, "SQuAD models: tokens between window starts "
+                     "(default: the run's, from its run_identity.json).")
+flags.DEFINE_integer("max_query_length", 64, "SQuAD models: question wordpieces kept "
+                     "(default: the run's).")
 flags.DEFINE_integer("n_best_size", 20, "SQuAD models: start and end candidates considered.")
 flags.DEFINE_integer("max_answer_length", 30, "SQuAD models: longest answer in wordpieces.")
 flags.DEFINE_integer("target_class", None, "Class to attribute to (default: the predicted one).")
@@ -88,8 +90,12 @@ def explain_span(identity):
     if FLAGS.output_dir and not FLAGS["init_checkpoint"].present:
         # run_squad.py leaves bert_config.json and vocab.txt beside its checkpoints.
         FLAGS.init_checkpoint = FLAGS.output_dir
-    if not FLAGS["max_seq_length"].present:
-        FLAGS.max_seq_length = identity.get("max_seq_length", 384)
+    # Window a question as the run trained (its run_identity.json) unless told
+    # otherwise; Google's defaults for folders that do not record it.
+    for name, default in (("max_seq_length", 384), ("doc_stride", 128),
+                          ("max_query_length", 64)):
+        if not FLAGS[name].present:
+            FLAGS[name].value = identity.get(name, default)
     source = cli.pretrained_from_flags(FLAGS)
     model, _ = explain.load_span_labeler(source, FLAGS.output_dir)
     tokenizer = tokenization.FullTokenizer(source.vocab_file, source.do_lower_case,

@@ -183,6 +183,7 @@ class SquadSettings:
     export_dir: str | None = None
     encoder_factory: object = None
     control_chars: str = tokenization.DEFAULT_CONTROL_CHARS
+    bucket_window_batches: int | None = None
 
 
 def validate_settings(settings: SquadSettings) -> None:
@@ -241,7 +242,12 @@ def run_squad(settings: SquadSettings, strategy=None) -> dict:
             check_references(predict_articles, settings.version_2_with_negative,
                              settings.predict_file)
 
+    # doc_stride and max_query_length are recorded for the tools that read
+    # the folder later (explain.py windows a question the way training did),
+    # not checked: predicting with other windows is a legitimate choice.
     identity = {"task_name": "squad", "max_seq_length": settings.max_seq_length,
+                "doc_stride": settings.doc_stride,
+                "max_query_length": settings.max_query_length,
                 "num_labels": 2, "model": source.config.to_dict(),
                 "control_chars": settings.control_chars}
     new_output_dir = run_folders.check_output_dir(settings.output_dir, identity, _RUN_IDENTITY)
@@ -279,7 +285,7 @@ def run_squad(settings: SquadSettings, strategy=None) -> dict:
         seed = trainer_config.seed
         runner.train(lambda ctx: squad_data.squad_dataset(
             train_features, settings.train_batch_size, is_training=True, seed=seed,
-            input_context=ctx))
+            input_context=ctx, bucket_window_batches=settings.bucket_window_batches))
     else:
         logging.info("Using %s (step %d); nothing is trained without --do_train",
                      tf.train.latest_checkpoint(settings.output_dir) if resumed

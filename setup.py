@@ -16,6 +16,7 @@ setup(
         "create_pretraining_data", "run_pretraining", "run_classifier",
         "extract_features", "learn_vocab", "export_hub", "serve_embeddings", "explain",
         "run_squad", "generate", "create_lm_data", "run_lm",
+        "train_word_vectors", "train_node_vectors", "train_item_vectors", "serve_vectors",
     ],
     install_requires=[
         # tensorflow-text is built against one TensorFlow minor version.
@@ -41,12 +42,14 @@ setup(
         # wheel is a multi-GB CUDA build).
         "test": ["pytest>=8", "torch==2.13.0", "transformers>=5,<6", "jieba>=0.42",
                  "scikit-learn>=1.3", "scipy>=1.10",
+                 # word2vec's reference implementation, for the static embeddings.
+                 "gensim>=4.4,<5",
                  # Google's own tokenization.py, the reference for the tokenizer tests.
                  "bert-tensorflow==1.0.4",
                  "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
         # Running the notebooks in notebooks/ outside Jupyter.
         "notebooks": ["nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
         # Peers that the benchmarks compare against.
-        "bench": ["keras-hub>=0.20", "transformers>=5,<6", "psutil"],
+        "bench": ["keras-hub>=0.20", "transformers>=5,<6", "psutil", "gensim>=4.4,<5"],
     },
 )

@@ -43,7 +43,7 @@ setup(
         "test": ["pytest>=8", "torch==2.13.0", "transformers>=5,<6", "jieba>=0.42",
                  "scikit-learn>=1.3", "scipy>=1.10",
                  # word2vec's reference implementation, for the static embeddings.
-                 "gensim>=4.4,<5",
+                 "gensim>=4.4,<5", "networkx>=3",
                  # Google's own tokenization.py, the reference for the tokenizer tests.
                  "bert-tensorflow==1.0.4",
                  "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],

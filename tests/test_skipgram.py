@@ -156,3 +156,28 @@ def test_training_learns_which_items_go_together(tmp_path):
     with pytest.raises(ValueError, match="other options"):
         skipgram.train_skipgram(lambda: sentences, skipgram.SkipGramOptions(
             dim=8, min_count=1), str(tmp_path))
+
+
+def test_max_row_updates_scales_the_steps_of_rows_repeated_in_a_batch():
+    import tensorflow as tf
+
+    # Hand-worked: id 0 four times, id 2 once; with a cap of 2 the gradient
+    # reaching each occurrence of id 0 is halved, id 2's is untouched.
+    model = skipgram._build_model(vocab_size=3, dim=2, seed=0, max_row_updates=2.0)
+    ids = tf.constant([0, 0, 2, 0, 0])
+    with tf.GradientTape() as tape:
+        rows = model.input_vectors(ids)
+        capped = skipgram._cap_row_updates(rows, ids, 3, 2.0)
+        loss = tf.reduce_sum(capped * tf.constant([[1.0, 2.0]]))
+    grad = tf.convert_to_tensor(tape.gradient(loss, model.input_vectors.embeddings))
+    np.testing.assert_allclose(grad.numpy(), [[2.0, 4.0], [0.0, 0.0], [1.0, 2.0]])
+
+
+def test_diverged_training_is_an_error(tmp_path):
+    sentences = [["a", "b", "c", "a", "b"]] * 200
+    options = skipgram.SkipGramOptions(dim=4, window=2, min_count=1, sample=0, epochs=1,
+                                       batch_size=512, learning_rate=1e30)
+    with pytest.raises(ValueError, match="training diverged"):
+        skipgram.train_skipgram(lambda: sentences, options, str(tmp_path),
+                                training_options=skipgram.default_training_options(
+                                    use_xla=False, log_steps=1000))

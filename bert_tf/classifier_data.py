@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import itertools
 import json
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -713,9 +712,7 @@ def classifier_dataset(features: Sequence[InputFeatures], batch_size: int, is_tr
                              f"max_seq_length={max_seq_length}")
 
     def ragged(field):
-        flat = np.fromiter(itertools.chain.from_iterable(getattr(f, field) for f in features),
-                           np.int32, int(lengths.sum()))
-        return tf.RaggedTensor.from_row_lengths(flat, lengths)
+        return input_pipeline.ragged_rows((getattr(f, field) for f in features), lengths)
 
     regression = isinstance(features[0].label_id, float)
     columns = {
@@ -725,16 +722,8 @@ def classifier_dataset(features: Sequence[InputFeatures], batch_size: int, is_tr
                            np.float32 if regression else np.int32),
         "example_index": np.array([f.example_index for f in features], np.int32),
     }
-    dataset = tf.data.Dataset.from_tensor_slices(columns)
-    if input_context is not None:
-        if input_context.num_input_pipelines > 1:
-            dataset = dataset.shard(input_context.num_input_pipelines,
-                                    input_context.input_pipeline_id)
-        batch_size = input_context.get_per_replica_batch_size(batch_size)
-        num_features = len(range(input_context.input_pipeline_id, len(features),
-                                 input_context.num_input_pipelines))
-    else:
-        num_features = len(features)
+    dataset, batch_size, num_features = input_pipeline.sharded_examples(
+        columns, batch_size, input_context)
     if is_training:
         dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
         dataset = dataset.repeat()

@@ -314,6 +314,36 @@ def _greedy_fill(ordered_length, target):
 
 
 # ---------------------------------------------------------------------------
+# In-memory fine-tuning examples
+# ---------------------------------------------------------------------------
+
+def ragged_rows(rows, lengths):
+    """int32 RaggedTensor of `rows` (lists of ints) whose lengths are `lengths` (int64 [n])."""
+    import itertools
+
+    flat = np.fromiter(itertools.chain.from_iterable(rows), np.int32, int(lengths.sum()))
+    return tf.RaggedTensor.from_row_lengths(flat, lengths)
+
+
+def sharded_examples(columns: dict, batch_size: int, input_context=None):
+    """`(dataset, batch size, examples)` of one input pipeline over in-memory columns.
+
+    Under `tf.distribute` every input pipeline takes every n-th example and
+    batches by the per-replica share of the global `batch_size`; the number
+    of examples it holds sets the epoch for `sort_windows_by_length`.
+    """
+    dataset = tf.data.Dataset.from_tensor_slices(columns)
+    num_examples = int(dataset.cardinality())
+    if input_context is None:
+        return dataset, batch_size, num_examples
+    pipelines, pipeline = input_context.num_input_pipelines, input_context.input_pipeline_id
+    if pipelines > 1:
+        dataset = dataset.shard(pipelines, pipeline)
+    return (dataset, input_context.get_per_replica_batch_size(batch_size),
+            len(range(pipeline, num_examples, pipelines)))
+
+
+# ---------------------------------------------------------------------------
 # Length-sorted windows for fine-tuning
 # ---------------------------------------------------------------------------
 

@@ -36,7 +36,6 @@ context on its shorter side, and only that window may predict it.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import re
 from typing import Sequence
@@ -504,9 +503,7 @@ def squad_dataset(features: Sequence[SquadFeatures], batch_size: int, is_trainin
                          f"max_seq_length={max_seq_length}")
 
     def ragged(field):
-        flat = np.fromiter(itertools.chain.from_iterable(getattr(f, field) for f in features),
-                           np.int32, int(lengths.sum()))
-        return tf.RaggedTensor.from_row_lengths(flat, lengths)
+        return input_pipeline.ragged_rows((getattr(f, field) for f in features), lengths)
 
     def positions(field):
         return np.array([getattr(f, field) or 0 for f in features], np.int32)
@@ -515,16 +512,8 @@ def squad_dataset(features: Sequence[SquadFeatures], batch_size: int, is_trainin
                "feature_index": np.arange(len(features), dtype=np.int32),
                "start_positions": positions("start_position"),
                "end_positions": positions("end_position")}
-    dataset = tf.data.Dataset.from_tensor_slices(columns)
-    if input_context is not None:
-        if input_context.num_input_pipelines > 1:
-            dataset = dataset.shard(input_context.num_input_pipelines,
-                                    input_context.input_pipeline_id)
-        batch_size = input_context.get_per_replica_batch_size(batch_size)
-        num_features = len(range(input_context.input_pipeline_id, len(features),
-                                 input_context.num_input_pipelines))
-    else:
-        num_features = len(features)
+    dataset, batch_size, num_features = input_pipeline.sharded_examples(
+        columns, batch_size, input_context)
     if is_training:
         dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
         dataset = dataset.repeat()

@@ -1,7 +1,7 @@
 """Held-out loss of small GPT-2s trained from scratch: ours vs keras-hub.
 
 Two languages, two models each, all four of the same size (6 layers, 384
-wide, 6 heads, intermediate 4x, n_ctx 128 by default):
+wide, 6 heads, intermediate 4x; n_ctx 64, batch 8, 150 steps by default):
 
 - Chinese: People's Daily 1998 with the BERT Chinese vocabulary, tokenized
   the GPT2-Chinese way (`create_lm_data.py --vocab_file`).
@@ -76,9 +76,16 @@ def split_documents(paths, heldout_fraction, train_path, heldout_path):
     return counts
 
 
+def data_folder(language, args) -> str:
+    """Where one language's split, vocabulary, records and runs live: named
+    by what the records depend on, so other settings never reuse them."""
+    name = f"{language}_ctx{args.n_ctx}" + (f"_bpe{args.bpe_vocab_size}" if language == "en" else "")
+    return os.path.join(args.work_dir, name)
+
+
 def prepare(language, args):
     """Split, vocabulary and TFRecords for one language (skipped when present)."""
-    folder = os.path.join(args.work_dir, language)
+    folder = data_folder(language, args)
     os.makedirs(folder, exist_ok=True)
     info_path = os.path.join(folder, "data.json")
     if os.path.exists(info_path):
@@ -157,14 +164,14 @@ def run_one(language, peer, info, args, state, save):
                                       save_checkpoints_steps=args.eval_every,
                                       log_steps=args.eval_every, keep_checkpoint_max=1)
     trainer_config = trainer.TrainerConfig.from_options(
-        options, model_dir=os.path.join(args.work_dir, language, peer),
+        options, model_dir=os.path.join(data_folder(language, args), peer),
         num_train_steps=args.num_train_steps, learning_rate=args.learning_rate,
         num_warmup_steps=args.num_warmup_steps)
     runner = trainer.Trainer(task, trainer_config)
     runner.optimizer.exclude_from_weight_decay = [
         *optimization.DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY, OUR_NORM_PATTERN]
     record["parameters"] = int(sum(v.numpy().size for v in runner.model.trainable_variables))
-    folder = os.path.join(args.work_dir, language)
+    folder = data_folder(language, args)
 
     def train_fn(context):
         return lm.lm_dataset(os.path.join(folder, "train.tfrecord"), args.batch_size,
@@ -227,17 +234,17 @@ def main():
     parser.add_argument("--en_corpus", default=f"{SHARED}/corpora/en/*.txt")
     parser.add_argument("--bpe_vocab_size", type=int, default=8192)
     parser.add_argument("--heldout_fraction", type=float, default=0.05)
-    parser.add_argument("--n_ctx", type=int, default=128)
+    parser.add_argument("--n_ctx", type=int, default=64)
     parser.add_argument("--n_embd", type=int, default=384)
     parser.add_argument("--n_head", type=int, default=6)
     parser.add_argument("--n_layer", type=int, default=6)
     parser.add_argument("--dropout", type=float, default=0.1)
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--num_train_steps", type=int, default=300)
-    parser.add_argument("--num_warmup_steps", type=int, default=30)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--num_train_steps", type=int, default=150)
+    parser.add_argument("--num_warmup_steps", type=int, default=15)
     parser.add_argument("--learning_rate", type=float, default=1e-3)
-    parser.add_argument("--eval_every", type=int, default=50)
-    parser.add_argument("--eval_batches", type=int, default=16)
+    parser.add_argument("--eval_every", type=int, default=25)
+    parser.add_argument("--eval_batches", type=int, default=8)
     parser.add_argument("--use_xla", action="store_true")
     parser.add_argument("--seed", type=int, default=12345)
     args = parser.parse_args()

@@ -153,6 +153,21 @@ def causal_attention_bias(query_length, key_length, key_mask=None, query_offset=
     return bias
 
 
+def _per_head(bias, n_head: int):
+    """`bias` `[batch or 1, 1, queries, keys]` broadcast to `[batch or 1,
+    n_head, queries, keys]`.
+
+    oneDNN fuses attention's batched matmul, scale and bias add into one
+    kernel, and with an addend of shape `[1, 1, queries, keys]` (no padding
+    mask, or a batch of one) that kernel takes a path some 250x slower on a
+    CPU: 1 s instead of 4 ms for 8 x 6 heads x 128 x 128 scores. With the
+    heads axis filled in it stays on the fast path; the values, and so the
+    results, are the same, and the cost is one tensor of the scores' size.
+    """
+    shape = tf.shape(bias)
+    return tf.broadcast_to(bias, tf.stack([shape[0], n_head, shape[2], shape[3]]))
+
+
 def _write_slots(cache, new, index):
     """`cache` `[batch, heads, slots, size]` with slots `index...` replaced by
     `new` `[batch, heads, n, size]`. Plain TensorFlow ops (a pad and a
@@ -302,7 +317,8 @@ class GPT2LM(modeling._BuiltFromConfig, keras.Model):
         """The final LayerNorm's output `[batch, seq, n_embd]`."""
         ids, mask, positions = self._unpack(inputs)
         length = tf.shape(ids)[1]
-        bias = causal_attention_bias(length, length, key_mask=mask)
+        bias = _per_head(causal_attention_bias(length, length, key_mask=mask),
+                         self.config.n_head)
         x = self._embed(ids, positions, training)
         for block in self.blocks:
             x = block(x, bias, training=training)
@@ -333,8 +349,9 @@ class GPT2LM(modeling._BuiltFromConfig, keras.Model):
         logits `[batch, new, n_vocab]` and the updated cache.
         """
         token_ids = tf.cast(token_ids, tf.int32)
-        bias = causal_attention_bias(tf.shape(token_ids)[1], tf.shape(cache)[4],
-                                     key_mask=key_mask, query_offset=cache_index)
+        bias = _per_head(causal_attention_bias(tf.shape(token_ids)[1], tf.shape(cache)[4],
+                                               key_mask=key_mask, query_offset=cache_index),
+                         self.config.n_head)
         x = self._embed(token_ids, tf.cast(positions, tf.int32), training=False)
         layer_caches = []
         for i, block in enumerate(self.blocks):

@@ -79,6 +79,17 @@ def test_hugging_face_folder_gives_the_same_logits_on_real_text(tokenizer, hf_mo
     assert _max_diff_on_real_tokens(got, expected, mask) < 1e-5
 
 
+def test_unpadded_batch_in_a_graph_gives_hugging_face_logits(tokenizer, hf_model, hf_folder):
+    # The training path: a batch of full windows, no padding mask, inside a
+    # tf.function, where the attention's matmul, scale and bias are fused.
+    model = gpt2_checkpoints.load_pretrained(hf_folder)
+    ids = np.array([tokenizer.encode(s)[:20] for s in _lines("wiki.txt", 200)
+                    if len(tokenizer.encode(s)) >= 20][:3])
+    expected = _hf_logits(hf_model, ids, np.ones_like(ids))
+    got = tf.function(lambda x: model(x, training=False))(tf.constant(ids))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 def test_our_hugging_face_export_loads_in_transformers(tokenizer, tmp_path):
     import transformers
     config = gpt2.GPT2Config(n_vocab=tokenizer.vocab_size, n_ctx=N_CTX, n_embd=32, n_head=4,

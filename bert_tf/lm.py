@@ -226,7 +226,7 @@ def run_lm(settings: LMSettings, strategy=None) -> dict:
                 runner.train(dataset_fn(settings.input_file, settings.train_batch_size, True))
         finally:
             # Also after a stop by signal: the folder then holds the last weights.
-            if runner._is_chief() and int(runner.global_step.numpy()) > 0:
+            if runner.is_chief() and int(runner.global_step.numpy()) > 0:
                 write_model_folder(runner.model, settings.output_dir, settings.tokenizer_files,
                                    int(runner.global_step.numpy()))
     elif not runner.restore_latest():

@@ -220,7 +220,9 @@ class Trainer:
 
     # ----- distribution bookkeeping -----
 
-    def _is_chief(self) -> bool:
+    def is_chief(self) -> bool:
+        """Whether this process keeps the checkpoints and writes the outputs: a
+        run without a cluster, or the cluster's chief (worker 0 if it has none)."""
         resolver = getattr(self.strategy, "cluster_resolver", None)
         if resolver is None or not resolver.task_type:
             return True
@@ -231,13 +233,13 @@ class Trainer:
 
     def _checkpoint_dir(self) -> str:
         # Every worker must take part in a save; only the chief keeps its files.
-        if self._is_chief():
+        if self.is_chief():
             return self.config.model_dir
         return os.path.join(self.config.model_dir, f".worker_{self.strategy.cluster_resolver.task_id}")
 
     def _writer(self, name: str):
         if name not in self._writers:
-            if self._is_chief():
+            if self.is_chief():
                 self._writers[name] = tf.summary.create_file_writer(os.path.join(self.config.model_dir, name))
             else:
                 self._writers[name] = tf.summary.create_noop_writer()
@@ -286,7 +288,7 @@ class Trainer:
 
     def _save(self) -> None:
         self._manager.save(checkpoint_number=self.global_step)
-        if not self._is_chief():
+        if not self.is_chief():
             shutil.rmtree(self._checkpoint_dir(), ignore_errors=True)
 
     # ----- training -----

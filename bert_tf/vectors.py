@@ -170,7 +170,7 @@ class Vectors:
             raise VectorsFileError(f"{path}: the header announces {count} vectors, the file "
                                    f"holds {len(lines)}")
         for i, raw in enumerate(lines):
-            parts = raw.decode("utf-8").rstrip().split(" ")
+            parts = raw.decode("utf-8").split()
             if len(parts) != dim + 1:
                 raise VectorsFileError(f"{path}:{i + 2}: {len(parts) - 1} values, the header "
                                        f"says {dim}")

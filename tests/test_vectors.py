@@ -67,3 +67,13 @@ def test_malformed_files_are_named_by_line(tmp_path):
 def test_names_with_spaces_are_refused():
     with pytest.raises(ValueError, match="whitespace"):
         Vectors(["new york"], np.zeros((1, 2)))
+
+
+def test_word2vec_c_text_rows_with_a_trailing_space_read_as_gensim_reads_them(tmp_path):
+    # word2vec.c's text output ends every row with "value \n".
+    path = tmp_path / "w2v.txt"
+    path.write_text("2 3\nthe 0.5 -1 2.25 \nend 1e-3 0 -0.125 \n")
+    ours = Vectors.load(path)
+    theirs = KeyedVectors.load_word2vec_format(str(path))
+    assert ours.words == theirs.index_to_key
+    np.testing.assert_array_equal(ours.matrix, theirs.vectors)

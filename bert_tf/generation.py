@@ -99,7 +99,8 @@ def penalize_repetition(logits, seen, penalty):
 
 def filter_top_k(logits, k):
     """Logits outside each row's k largest become -inf (k = 0: no limit).
-    `k` may be a Python integer or an int32 tensor."""
+    `k` may be a Python integer (it then decides when tracing whether any
+    op is needed) or an int32 tensor (decided in the graph)."""
     if isinstance(k, int) and (k <= 0 or (logits.shape[-1] is not None and k >= logits.shape[-1])):
         return logits
     k = tf.cast(k, tf.int32)
@@ -116,7 +117,8 @@ def filter_top_p(logits, p):
     """Keeps each row's most likely tokens until their probability sum
     reaches `p` (always the most likely one); the others become -inf.
     `p` may be a Python number or a float32 tensor; 1 keeps everything
-    (without sorting, which costs more than the rest of a small step)."""
+    without sorting (a sort over the vocabulary costs more than the rest
+    of a small model's step)."""
     if isinstance(p, (int, float)) and p >= 1.0:
         return logits
     p = tf.cast(p, tf.float32)

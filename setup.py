@@ -46,9 +46,9 @@ setup(
                  "gensim>=4.4,<5", "networkx>=3",
                  # Google's own tokenization.py, the reference for the tokenizer tests.
                  "bert-tensorflow==1.0.4",
-                 "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
-        # Running the notebooks in notebooks/ outside Jupyter.
-        "notebooks": ["nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
+                 "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29", "matplotlib>=3.7"],
+        # Running the notebooks in notebooks/ outside Jupyter (the Cora one plots).
+        "notebooks": ["nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29", "matplotlib>=3.7"],
         # Peers that the benchmarks compare against.
         "bench": ["keras-hub>=0.20", "transformers>=5,<6", "psutil", "gensim>=4.4,<5"],
     },

@@ -42,6 +42,8 @@ flags.DEFINE_integer("num_train_steps", 10000, "Optimizer updates.")
 flags.DEFINE_integer("num_warmup_steps", 1000, "Linear warm-up steps.")
 flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.")
 flags.DEFINE_integer("iterations_per_loop", 100, "Steps per compiled training loop call.")
+flags.DEFINE_string("export_dir", None, "At the end, write a generating SavedModel of the model "
+                    "folder (raw prompts in, text out; see generate.py --export_dir).")
 cli.define_tpu_flags()
 cli.define_training_flags()
 
@@ -98,7 +100,8 @@ def main(_):
         do_train=FLAGS.do_train, do_eval=FLAGS.do_eval, train_batch_size=FLAGS.train_batch_size,
         eval_batch_size=FLAGS.eval_batch_size, max_eval_steps=FLAGS.max_eval_steps,
         num_train_steps=FLAGS.num_train_steps, learning_rate=FLAGS.learning_rate,
-        num_warmup_steps=FLAGS.num_warmup_steps, training=cli.training_options_from_flags(FLAGS))
+        num_warmup_steps=FLAGS.num_warmup_steps, training=cli.training_options_from_flags(FLAGS),
+        export_dir=FLAGS.export_dir)
     logging.info("Run: %s; %s; %d steps of batch %d, learning_rate %g; output_dir %s",
                  "train" + (" and eval" if FLAGS.do_eval else "") if FLAGS.do_train else "eval only",
                  f"from {FLAGS.init_checkpoint}" if FLAGS.init_checkpoint else "from scratch",

@@ -173,6 +173,7 @@ class LMSettings:
     learning_rate: float = 2.5e-4
     num_warmup_steps: int = 1_000
     training: trainer.TrainingOptions = dataclasses.field(default_factory=trainer.TrainingOptions)
+    export_dir: str | None = None
 
 
 def write_model_folder(model: gpt2.GPT2LM, output_dir: str, tokenizer_files: dict[str, str],
@@ -243,4 +244,12 @@ def run_lm(settings: LMSettings, strategy=None) -> dict:
         text = text_files.write_eval_results(
             os.path.join(settings.output_dir, "eval_results.txt"), results)
         print("***** Eval results *****\n" + text, end="", flush=True)
+    if settings.export_dir and runner.is_chief():
+        # From the model folder just written, so the SavedModel is exactly what
+        # generate.py --init_checkpoint=output_dir would sample from.
+        from bert_tf import generation_serving, gpt2_pretrained
+
+        model, tokenizer, _ = gpt2_pretrained.load(settings.output_dir)
+        generation_serving.export_generator(model, tokenizer, settings.export_dir)
+        logging.info("Exported the generating SavedModel to %s", settings.export_dir)
     return results

@@ -135,7 +135,7 @@ def _script_command(data, output_dir):
             "--do_eval", f"--num_train_steps={STEPS}", "--num_warmup_steps=2",
             "--learning_rate=1e-3", "--train_batch_size=8", "--eval_batch_size=8",
             "--save_checkpoints_steps=10", "--iterations_per_loop=5", "--log_steps=5",
-            "--gradient_accumulation_steps=2"]
+            "--gradient_accumulation_steps=2", f"--export_dir={output_dir}_served"]
 
 
 def _env():
@@ -238,6 +238,23 @@ def test_generate_samples_from_the_scripts_output_folder(resumed):
     assert gen.returncode == 0, gen.stderr[-3000:]
     line = json.loads(samples.read_text().splitlines()[0])
     assert line["prefix"] == "In the beginning" and line["new_tokens"] == 5
+
+
+def test_export_dir_serves_what_the_output_folder_generates(resumed):
+    # The SavedModel written at the end of run_lm.py --export_dir, called on
+    # raw prompts, continues them as the library does from the model folder.
+    from bert_tf import generation, generation_serving
+
+    out = resumed[0]
+    served = generation_serving.load(f"{out}_served").signatures["generate"]
+    model, tokenizer, _ = gpt2_pretrained.load(str(out))
+    prompts = ["In the beginning", "The history of the"]
+    want = [s.text for s in generation.generate_text(model, tokenizer, prompts, 6, top_k=1,
+                                                      batch_size=2)]
+    got = served(prompt=tf.constant(prompts), max_new_tokens=tf.constant(6),
+                 temperature=tf.constant(1.0), top_k=tf.constant(1), top_p=tf.constant(1.0),
+                 seed=tf.constant(0))["text"].numpy()
+    assert [t.decode("utf-8") for t in got] == want
 
 
 def test_records_that_do_not_fit_the_model_are_named(data, tmp_path):
